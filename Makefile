@@ -1,0 +1,41 @@
+# Set-up and everyday commands. Every target creates .venv on first use, so
+# `make run` and `make test` work from a fresh clone.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+
+.PHONY: run test bench package package-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[dev]'
+	touch $(STAMP) $@
+
+# Start the window; without a display, set QT_QPA_PLATFORM=offscreen.
+run: $(STAMP)
+	$(BIN)/gan-workbench
+
+test: $(DEV_STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+
+bench: $(DEV_STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks
+
+package: $(DEV_STAMP)
+	bash packaging/build.sh
+
+package-test: package
+	bash packaging/test_bundle.sh
+
+clean:
+	rm -rf build dist .pytest_cache
