@@ -34,8 +34,9 @@ bench: $(DEV_STAMP)
 package: $(DEV_STAMP)
 	bash packaging/build.sh
 
+# Builds the bundle, then starts it offscreen and waits for the main window.
 package-test: package
-	bash packaging/test_bundle.sh
+	GAN_WORKBENCH_PACKAGE_TEST=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q tests/test_packaging.py
 
 clean:
 	rm -rf build dist .pytest_cache

@@ -450,7 +450,7 @@ def test_no_download_by_default(tmp_path, no_network):
     write_mnist_split(tmp_path / "have", "t10k", images, labels, compress=True)
     assert len(load_dataset(f"mnist:{tmp_path / 'have'}")) == 2
     for kind in ("mnist", "fashion-mnist", "cifar10"):
-        with pytest.raises(ConfigError, match="download=True"):
+        with pytest.raises(ConfigError, match="--download"):
             load_dataset(f"{kind}:{tmp_path / 'empty'}")
 
 

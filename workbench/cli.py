@@ -145,14 +145,21 @@ class _BarAwareHandler(logging.StreamHandler):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from workbench.core.config import build_config
-    from workbench.core.trainer import NonFiniteError, Trainer
-
     show_bar = sys.stderr.isatty() and not args.quiet
     handler = _BarAwareHandler(show_bar)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    try:
+        return _train(args, show_bar)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _train(args: argparse.Namespace, show_bar: bool) -> int:
+    from workbench.core.config import build_config
+    from workbench.core.trainer import NonFiniteError, Trainer
+
     config = build_config(gather_train_values(args))
     trainer = Trainer(config, args.out, resume=args.resume, download=args.download)
     bar = ProgressBar(config.steps, trainer.step, show_bar)
@@ -165,17 +172,16 @@ def run_train(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         trainer.run(progress=lambda row: bar.update(row["step"]))
+        if stop_requested:
+            trainer.save_checkpoint()
     except NonFiniteError as error:
         bar.clear()
         print(f"gan-workbench train: error: {error}", file=sys.stderr)
-        trainer.close()
         return 1
     finally:
         signal.signal(signal.SIGINT, previous)
+        trainer.close()
     bar.clear()
-    if stop_requested:
-        trainer.save_checkpoint()
-    trainer.close()
     state = "stopped" if stop_requested else "finished"
     print(f"{state} at step {trainer.step}/{config.steps} in {trainer.elapsed:.1f} s "
           f"({bar.rate(trainer.step):.1f} steps/s on {trainer.device_name}); run folder: {args.out}")

@@ -46,7 +46,10 @@ def version_line() -> str:
 
 
 def describe_device() -> str:
-    """Return the device that training would pick: a CUDA GPU, Apple MPS or the CPU."""
+    """Return the best device found: a CUDA GPU, else Apple MPS, else the CPU.
+
+    This is the order in which the ``auto`` device setting picks a device.
+    """
     import torch
 
     if torch.cuda.is_available():

@@ -53,7 +53,7 @@ FIELDS: dict[str, FieldInfo] = {
     "z_dim": FieldInfo("Latent size", "Dimension of the generator's Gaussian noise input; "
                        "0 picks 2 for 2D data and 64 for images.", "int", range_text="0 to 4096"),
     "width": FieldInfo("Width", "Hidden units of the 2D models, or base channel count of the "
-                       "convolutional models; 0 picks 256 and 32.", "int", range_text="0 to 4096"),
+                       "convolutional models; 0 picks 128 and 32.", "int", range_text="0 to 4096"),
     "d_norm": FieldInfo("Discriminator normalization", "auto uses LayerNorm with gp, none with sn and "
                         "BatchNorm otherwise for images (none for 2D data).", "choice", choices=D_NORMS),
     "image_size": FieldInfo("Image size", "Side of the square images; 0 keeps the data set's size.",

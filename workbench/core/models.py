@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-DEFAULT_POINT_WIDTH = 256
+DEFAULT_POINT_WIDTH = 128
 DEFAULT_IMAGE_WIDTH = 32
 DEFAULT_POINT_Z_DIM = 2
 DEFAULT_IMAGE_Z_DIM = 64

@@ -68,7 +68,7 @@ def find_cifar10_folder(root: Path) -> Path:
     raise ConfigError(
         "data",
         f"no CIFAR-10 batches in {root / CIFAR10_FOLDER} or {root}; looked for {looked_for}. "
-        "Extract cifar-10-python.tar.gz there or pass download=True to load_dataset",
+        "Extract cifar-10-python.tar.gz there or download them with --download (or the Download button in the window)",
     )
 
 

@@ -123,7 +123,7 @@ def find_idx_files(kind: str, root: Path) -> dict[str, tuple[Path, Path]]:
     raise ConfigError(
         "data",
         f"no {kind} IDX files in {folders}; looked for {looked_for}. "
-        "Place them there or pass download=True to load_dataset",
+        "Place them there or download them with --download (or the Download button in the window)",
     )
 
 

@@ -76,8 +76,8 @@ def _check_channels(channels: int) -> int:
 
 def _check_folder(kind: str, path: Path) -> None:
     if not path.exists():
-        raise ConfigError("data", f"folder not found: {path}. Check the path, or pass download=True "
-                          f"to load_dataset to fetch {kind} there")
+        hint = "" if kind == "folder" else f", or pass --download to fetch {kind} there (needs internet)"
+        raise ConfigError("data", f"folder not found: {path}. Check the path{hint}")
     if not path.is_dir():
         raise ConfigError("data", f"{path} is a file; {kind} needs the folder that contains the data files")
 

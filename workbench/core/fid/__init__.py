@@ -5,7 +5,7 @@ Three cacheable stages: features (:mod:`.features`, :mod:`.inception`,
 (:mod:`.frechet`). :func:`compute_fid` runs them end to end.
 """
 
-from workbench.core.fid.compute import EXTRACTORS, FIDResult, compute_fid, load_run_sampler, resolve_device
+from workbench.core.fid.compute import CHECKPOINT_FILE, EXTRACTORS, FIDResult, compute_fid, load_run_sampler, resolve_device
 from workbench.core.fid.features import Cancelled, generator_sampler
 from workbench.core.fid.frechet import FrechetError, frechet_distance
 from workbench.core.fid.precision_recall import precision_recall
@@ -13,6 +13,7 @@ from workbench.core.fid.stats import FeatureStats, StatsCache, compute_stats, de
 from workbench.core.fid.weights import WeightsNotFoundError, resolve_weights
 
 __all__ = [
+    "CHECKPOINT_FILE",
     "EXTRACTORS",
     "Cancelled",
     "FIDResult",

@@ -24,13 +24,13 @@ from workbench.core.fid.features import (
 from workbench.core.fid.frechet import frechet_distance
 from workbench.core.fid.precision_recall import DEFAULT_K, precision_recall
 from workbench.core.fid.stats import FeatureStats, StatsCache, compute_stats, fingerprint_array
+from workbench.core.runs import CHECKPOINT_FILE
 from workbench.core.validation import ConfigError, coerce_choice, coerce_int
 
 logger = logging.getLogger(__name__)
 
 EXTRACTORS = ("auto", "inception", "domain", "points")
 LOW_N_WARNING = "N below the feature dimension makes FID unreliable and not comparable"
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass
