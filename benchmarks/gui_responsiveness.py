@@ -67,10 +67,10 @@ def measure_window(args, runs_dir: Path) -> dict:
         timer.stop()
         app.quit()
 
+    window.run_started.connect(on_started)
+    window.run_finished.connect(on_ended)
     if not window.start_run():
         raise SystemExit(f"invalid settings: {window.setup.problem()}")
-    window.thread.run_started.connect(on_started)
-    window.thread.run_ended.connect(on_ended)
     app.exec()
     window.close()
 

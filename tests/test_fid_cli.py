@@ -43,7 +43,8 @@ def test_cli_points(tmp_path, capsys):
     assert status == 0
     assert "extractor points" in output.out
     assert "N real 500, N fake 500" in output.out
-    assert "precision" in output.out and "recall" in output.out
+    assert "precision" in output.out
+    assert "recall" in output.out
     assert 0 <= _value(output.out) < 0.1
     assert output.err == ""
 

@@ -146,8 +146,8 @@ def test_fid_fake_too_small_rejected(projection, tmp_path):
 def test_fid_collapsed_generator_large(projection, tmp_path):
     projection(16)
     real = _images(400, 9)
-    one = real[:1].float() / 127.5 - 1
-    collapsed = compute_fid(real, lambda count: one.expand(count, -1, -1, -1), n=400,
+    first_image = real[:1].float() / 127.5 - 1
+    collapsed = compute_fid(real, lambda count: first_image.expand(count, -1, -1, -1), n=400,
                             extractor="inception", cache_dir=tmp_path)
     healthy = compute_fid(real, _images(400, 10), n=400, extractor="inception", cache_dir=tmp_path)
     assert math.isfinite(collapsed.value)
@@ -252,7 +252,8 @@ def test_fid_points_mixture():
     # Shifting every point by (1, 1) adds ||(1, 1)||^2 = 2 to the mean term;
     # the sampling error of the means at N = 2000 is about 0.05 per axis.
     assert shifted.value == pytest.approx(2.0, abs=0.25)
-    assert same.precision > 0.9 and same.recall > 0.9
+    assert same.precision > 0.9
+    assert same.recall > 0.9
 
 
 def test_fid_extractor_mismatch_rejected():

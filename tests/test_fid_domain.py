@@ -152,3 +152,9 @@ def test_domain_compute_fid(tmp_path):
     assert same.extractor.startswith("domain-")
     assert same.classifier_accuracy == 1.0
     assert to_noise.value > 10 * flipped.value
+
+
+def test_domain_rejects_other_channels(tmp_path):
+    extractor = domain.load_or_train(_stripes(100), tmp_path)
+    with pytest.raises(ValueError, match="1-channel"):
+        extractor(torch.zeros(2, 3, 12, 12, dtype=torch.uint8))

@@ -117,7 +117,8 @@ def test_prepare_images_ranges_agree():
     from_float = prepare_images(images.float() / 127.5 - 1)
     assert from_uint8.shape == (3, 3, 299, 299)
     assert torch.allclose(from_uint8, from_float, atol=1e-6)
-    assert from_uint8.min() >= -1 and from_uint8.max() <= 1
+    assert from_uint8.min() >= -1
+    assert from_uint8.max() <= 1
 
 
 def test_prepare_images_rejects_bad_shape():

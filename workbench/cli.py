@@ -145,6 +145,8 @@ class _BarAwareHandler(logging.StreamHandler):
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from workbench.core import distributed
+
     show_bar = sys.stderr.isatty() and not args.quiet
     handler = _BarAwareHandler(show_bar)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -154,15 +156,24 @@ def run_train(args: argparse.Namespace) -> int:
         return _train(args, show_bar)
     finally:
         logger.removeHandler(handler)
+        distributed.destroy_process_group()
 
 
 def _train(args: argparse.Namespace, show_bar: bool) -> int:
+    from workbench.core import distributed
     from workbench.core.config import build_config
     from workbench.core.trainer import NonFiniteError, Trainer
 
     config = build_config(gather_train_values(args))
-    trainer = Trainer(config, args.out, resume=args.resume, download=args.download)
-    bar = ProgressBar(config.steps, trainer.step, show_bar)
+    # Under torchrun, join the process group; only rank 0 reports progress.
+    context = distributed.init_from_env(config.device)
+    is_main = context is None or context.rank == 0
+    if not is_main:
+        logger.setLevel(logging.WARNING)
+    ranks = {} if context is None else dict(rank=context.rank, world_size=context.world_size,
+                                            local_rank=context.local_rank)
+    trainer = Trainer(config, args.out, resume=args.resume, download=args.download, **ranks)
+    bar = ProgressBar(config.steps, trainer.step, show_bar and is_main)
     stop_requested = []
 
     def on_interrupt(signum, frame):
@@ -183,8 +194,9 @@ def _train(args: argparse.Namespace, show_bar: bool) -> int:
         trainer.close()
     bar.clear()
     state = "stopped" if stop_requested else "finished"
-    print(f"{state} at step {trainer.step}/{config.steps} in {trainer.elapsed:.1f} s "
-          f"({bar.rate(trainer.step):.1f} steps/s on {trainer.device_name}); run folder: {args.out}")
+    if is_main:
+        print(f"{state} at step {trainer.step}/{config.steps} in {trainer.elapsed:.1f} s "
+              f"({bar.rate(trainer.step):.1f} steps/s on {trainer.device_name}); run folder: {args.out}")
     return 0
 
 

@@ -97,14 +97,22 @@ class MetricHistory:
         block = np.asarray(block, dtype=np.float64)
         if block.ndim != 2 or block.shape[1] != len(self.columns):
             raise ValueError(f"expected rows of shape (k, {len(self.columns)}), got {block.shape}")
-        for row in block:
-            if self._seen % self.stride == 0:
-                if self._size == self.capacity:
-                    self._decimate()
-                if self._seen % self.stride == 0:
-                    self._data[self._size] = row
-                    self._size += 1
-            self._seen += 1
+        start = 0
+        while start < len(block):
+            # Rows of block[start:] whose received index is a multiple of the stride.
+            kept = np.arange(start + (-self._seen) % self.stride, len(block), self.stride)
+            if kept.size == 0:
+                self._seen += len(block) - start
+                break
+            if self._size == self.capacity:
+                self._decimate()
+                continue
+            taken = kept[:self.capacity - self._size]
+            self._data[self._size:self._size + taken.size] = block[taken]
+            self._size += taken.size
+            consumed = int(taken[-1]) + 1
+            self._seen += consumed - start
+            start = consumed
         self.version += 1
 
     def _decimate(self) -> None:

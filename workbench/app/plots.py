@@ -64,7 +64,6 @@ class MetricPlot(QWidget):
         self.plot_item.setLabel("bottom", "step")
         if y_label:
             self.plot_item.setLabel("left", y_label)
-        self.plot_item.showGrid(x=True, y=True, alpha=0.2)
         self.plot_item.setDownsampling(auto=True, mode="peak")
         self.plot_item.setClipToView(True)
         self.legend = self.plot_item.addLegend(offset=(-10, 10))

@@ -60,7 +60,6 @@ class SamplesView(QWidget):
     def _build_points_page(self) -> QWidget:
         self.scatter_widget = pg.PlotWidget(title="Real and generated points")
         self.scatter_widget.setAspectLocked(True)
-        self.scatter_widget.showGrid(x=True, y=True, alpha=0.2)
         legend = self.scatter_widget.addLegend(offset=(-10, 10))
         self.real_scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(120, 120, 120, 110), name="real")
         self.fake_scatter = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(214, 39, 40, 170), name="generated")

@@ -16,7 +16,8 @@ def clip_parameters(discriminator: nn.Module, clip_value: float) -> None:
         parameter.clamp_(-clip_value, clip_value)
 
 
-def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     eps: torch.Tensor | None = None) -> torch.Tensor:
     """Return mean over the batch of (||grad_x D(x_hat)||_2 - 1)^2, unweighted.
 
     x_hat = eps * real + (1 - eps) * fake with one eps ~ U[0, 1] per sample; the
@@ -24,9 +25,13 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
     out of place with ``create_graph=True`` so one ordinary backward of the total
     loss trains through it. A tiny constant inside the square root keeps the
     penalty's own gradient finite where the input gradient is exactly zero.
+    ``eps``, of shape (N, 1, ..., 1), is drawn from torch's global generator
+    when not given. Distributed training passes each process its rows of one
+    draw that all processes share.
     """
     eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    eps = torch.rand(eps_shape, device=real.device, dtype=real.dtype)
+    if eps is None:
+        eps = torch.rand(eps_shape, device=real.device, dtype=real.dtype)
     x_hat = (eps * real.detach() + (1.0 - eps) * fake.detach()).requires_grad_(True)
     scores = discriminator(x_hat)
     (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)

@@ -30,6 +30,7 @@ EXIT_INTERRUPTED = 130
 
 def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``fid`` command's options to ``parser``."""
+    # What to compare
     parser.add_argument("--real", metavar="SPEC",
                         help="real data spec, such as mnist:./data, cifar10:./data or ring8; "
                              "default: the training data of the --fake run")
@@ -38,17 +39,23 @@ def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=DEFAULT_N,
                         help=f"samples per side (default {DEFAULT_N}); below the feature "
                              "dimension (2048 for Inception) FID is unreliable")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the real subset and the generator noise (default 0)")
+
+    # Features
     parser.add_argument("--extractor", default="auto", choices=EXTRACTORS,
                         help="feature extractor: inception (needs the weight file), domain (a "
                              "classifier trained on the labelled real data, works offline), "
                              "points (2D data); auto picks points for 2D data, else inception")
-    parser.add_argument("--batch-size", type=int, default=50,
-                        help="images per feature batch (default 50)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     parser.add_argument("--weights", metavar="FILE",
                         help="Inception weight file pt_inception-2015-12-05-6726825d.pth")
     parser.add_argument("--download-weights", action="store_true",
                         help="download the Inception weights (about 92 MB) when missing")
+    parser.add_argument("--batch-size", type=int, default=50,
+                        help="images per feature batch (default 50)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+
+    # Statistics files and cache
     parser.add_argument("--save-stats", metavar="FILE.npz",
                         help="write the real statistics (mu, sigma) to this pytorch-fid .npz file")
     parser.add_argument("--real-stats", metavar="FILE.npz",
@@ -57,8 +64,6 @@ def add_fid_arguments(parser: argparse.ArgumentParser) -> None:
                         help="cache for real statistics and domain classifiers "
                              "(default ~/.cache/gan-workbench/fid)")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the real subset and the generator noise (default 0)")
 
 
 def run_fid(args: argparse.Namespace) -> int:

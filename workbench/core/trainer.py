@@ -4,6 +4,11 @@ A *step* is one generator update preceded by ``n_critic`` discriminator
 updates, each on its own batch. :meth:`Trainer.train_step` runs one step and
 returns its metrics; :meth:`Trainer.run` loops until the configured number of
 steps, honouring pause and stop requests from another thread.
+
+Under torchrun each process runs one Trainer with its ``rank`` and
+``world_size``: gradients and metrics are averaged over the processes after
+each backward pass, so a step equals one process's step on the global batch
+for image data, and only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from workbench.core import runs
+from workbench.core import distributed, runs
 from workbench.core.config import TrainConfig
 from workbench.core.constraints import apply_spectral_norm, clip_parameters, gradient_penalty
 from workbench.core.data import BatchSampler, load_dataset
@@ -36,6 +41,8 @@ REAL_POINTS_SHOWN = 1000
 VALUE_COLUMNS = runs.METRIC_COLUMNS[1:-1]   # the per-step values between step and wall_time
 FLUSH_SECONDS = 0.05                         # read metrics back from a GPU at most this long after a step
 FLUSH_ROWS = 256
+DISTRIBUTED_FLUSH_ROWS = 32                  # with several processes rows are read back every this many steps
+STOP_POLL_STEPS = 10                         # processes agree on a stop request every this many steps
 
 
 class NonFiniteError(RuntimeError):
@@ -81,30 +88,80 @@ class Trainer:
     """Own the data, both networks and their optimizers, and run training steps."""
 
     def __init__(self, config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False,
-                 download: bool = False, dataset=None, rank: int = 0, world_size: int = 1):
+                 download: bool = False, dataset=None, rank: int = 0, world_size: int = 1, local_rank: int = 0):
+        """Set up a run; with ``world_size`` > 1, one process of a torchrun launch.
+
+        ``rank``, ``world_size`` and ``local_rank`` place this process in the
+        process group, which must be initialized already (see
+        :mod:`workbench.core.distributed`). Every process builds the same
+        networks from the seed and trains on its own shard of each batch; only
+        rank 0 writes the run folder. A ConfigError raised by set-up on any
+        process is raised on all of them.
+        """
         self.config = config
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.rank, self.world_size = rank, world_size
-        for message in config.warnings():
-            logger.warning(message)
+        self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
+        if rank == 0:
+            for message in config.warnings():
+                logger.warning(message)
+        distributed.check_process_group(rank, world_size)
+        self.step = 0
+        self._elapsed_before = 0.0
 
         # Validate everything that can fail before any file is written.
-        if self.run_dir is not None and rank == 0:
+        distributed.call_on_all(lambda: self._prepare(resume, download, dataset), world_size)
+        self._start_time = time.perf_counter()
+        self._stop = threading.Event()
+        self._resume_event = threading.Event()
+        self._resume_event.set()
+        self.metrics_callbacks: list[Callable[[dict], None]] = []
+        self._pending: list[tuple[int, float, torch.Tensor]] = []
+        self._last_flush = time.perf_counter()
+        self._metrics = None
+        if self.run_dir is not None:
+            distributed.call_on_all(lambda: self._open_run_dir(resume) if rank == 0 else None, world_size)
+        if rank == 0:
+            logger.info("trainer ready: %s, %s loss, %s constraint, %s, step %d of %d", self.dataset_name,
+                        config.loss, config.constraint, self.device_name, self.step, config.steps)
+            if world_size > 1:
+                self._log_distributed_setup()
+
+    # ----- construction helpers -------------------------------------------------
+
+    def _prepare(self, resume: bool, download: bool, dataset) -> None:
+        """Check the run folder, load the data, build the networks and restore a checkpoint."""
+        config = self.config
+        if self.run_dir is not None and self.rank == 0:
             runs.check_run_dir(self.run_dir, resume)
-        self.device = resolve_device(config.device)
+        if self.world_size == 1:
+            self.device = resolve_device(config.device)
+        else:
+            self.device = distributed.select_device(config.device, self.local_rank)
         self.dataset = dataset if dataset is not None else load_dataset(
             config.data, image_size=config.image_size or None, channels=config.channels or None, download=download)
         self.is_image = self.dataset.kind == "images"
         self.z_dim = config.z_dim or (DEFAULT_IMAGE_Z_DIM if self.is_image else DEFAULT_POINT_Z_DIM)
         self.width = config.width or (DEFAULT_IMAGE_WIDTH if self.is_image else DEFAULT_POINT_WIDTH)
         self.d_norm = resolve_d_norm(config.d_norm, config.constraint, self.is_image)
-        self.sampler = BatchSampler(self.dataset, config.batch_size, seed=config.seed, rank=rank, world_size=world_size)
+        self.sampler = BatchSampler(self.dataset, config.batch_size, seed=config.seed,
+                                    rank=self.rank, world_size=self.world_size)
+        self._build_networks()
+        if resume:
+            # NOTE: every process reads the checkpoint, so resuming on several nodes needs the
+            # run folder on a file system that all of them can read.
+            self._restore(runs.load_checkpoint(self.run_dir / runs.CHECKPOINT_FILE))
 
-        # Models, optimizers and the fixed noise, all from the seed.
+    def _build_networks(self) -> None:
+        """Build the networks, optimizers and fixed noise, all from the seed, so every process gets the same."""
+        config = self.config
         torch.manual_seed(config.seed)
         self.generator, self.discriminator = build_models(tuple(self.dataset.shape), self.z_dim, self.width, self.d_norm)
         if config.constraint == "sn":
             apply_spectral_norm(self.discriminator)
+        if self.world_size > 1:
+            # BatchNorm statistics must come from the global batch to match a single process.
+            distributed.convert_batchnorm(self.generator)
+            distributed.convert_batchnorm(self.discriminator)
         self.generator.to(self.device)
         self.discriminator.to(self.device)
         self.opt_g = self._make_optimizer(self.generator, config.lr_g)
@@ -114,24 +171,15 @@ class Trainer:
         self._real_points = None
         self.d_loss_fn, self.g_loss_fn = LOSS_FUNCTIONS[config.loss]
 
-        self.step = 0
-        self._elapsed_before = 0.0
-        if resume:
-            self._restore(runs.load_checkpoint(self.run_dir / runs.CHECKPOINT_FILE))
-        self._start_time = time.perf_counter()
-        self._stop = threading.Event()
-        self._resume_event = threading.Event()
-        self._resume_event.set()
-        self.metrics_callbacks: list[Callable[[dict], None]] = []
-        self._pending: list[tuple[int, float, torch.Tensor]] = []
-        self._last_flush = time.perf_counter()
-        self._metrics = None
-        if self.run_dir is not None and rank == 0:
-            self._open_run_dir(resume)
-        logger.info("trainer ready: %s, %s loss, %s constraint, %s, step %d of %d", self.dataset_name,
-                    config.loss, config.constraint, self.device_name, self.step, config.steps)
-
-    # ----- construction helpers -------------------------------------------------
+    def _log_distributed_setup(self) -> None:
+        config = self.config
+        backend = torch.distributed.get_backend()
+        logger.info("training on %d processes (%s): batch size %d per process, %d in all; learning rates "
+                    "G %g, D %g as configured, not scaled with the number of processes", self.world_size,
+                    backend, config.batch_size, self.sampler.global_batch_size, config.lr_g, config.lr_d)
+        if not self.is_image:
+            logger.info("%s is 2D toy data: each process draws its own points, so this run does not repeat "
+                        "a one-process run with batch size %d", self.dataset_name, self.sampler.global_batch_size)
 
     def _make_optimizer(self, module: nn.Module, lr: float) -> torch.optim.Optimizer:
         params = module.parameters()
@@ -163,7 +211,13 @@ class Trainer:
     # ----- one training step ----------------------------------------------------
 
     def _noise(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.z_dim, device=self.device)
+        """Return this process's ``n`` rows of a (world_size * n, z_dim) draw that every process makes alike."""
+        return self._own_rows(torch.randn(n * self.world_size, self.z_dim, device=self.device))
+
+    def _own_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Return this process's slice of ``rows``, which contains one equal slice per process in rank order."""
+        n = rows.shape[0] // self.world_size
+        return rows[self.rank * n:(self.rank + 1) * n]
 
     def _real_batch(self) -> torch.Tensor:
         return self.sampler.next().to(self.device, non_blocking=True)
@@ -177,12 +231,15 @@ class Trainer:
         loss = self.d_loss_fn(scores_real, scores_fake)
         values = {"loss_d": loss}
         if self.config.constraint == "gp":
-            penalty = gradient_penalty(self.discriminator, real, fake)
+            eps_shape = (real.shape[0] * self.world_size,) + (1,) * (real.dim() - 1)
+            eps = self._own_rows(torch.rand(eps_shape, device=self.device, dtype=real.dtype))
+            penalty = gradient_penalty(self.discriminator, real, fake, eps)
             loss = loss + self.config.gp_weight * penalty
             values["gp"] = penalty
             values["loss_d"] = loss
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(self.discriminator, self.world_size)
         values["grad_norm_d"] = _grad_norm(self.discriminator)
         self.opt_d.step()
         if self.config.loss == "bce":
@@ -202,6 +259,7 @@ class Trainer:
             loss = self.g_loss_fn(scores)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(self.generator, self.world_size)
             grad_norm = _grad_norm(self.generator)
             self.opt_g.step()
         finally:
@@ -223,11 +281,12 @@ class Trainer:
         # Update the generator.
         g_values = self._generator_step()
 
-        # Record metrics: stacked on the device, read back in batches by flush_metrics.
+        # Record metrics: stacked on the device, averaged over processes, read back in batches by flush_metrics.
         values = {**d_values, **g_values}
         nan = torch.full((), math.nan, device=self.device)
         stacked = torch.stack([values[name].detach().float().reshape(()) if name in values else nan
                                for name in VALUE_COLUMNS])
+        stacked = distributed.average_tensor(stacked, self.world_size)
         self.step += 1
         self._pending.append((self.step, self.elapsed, stacked))
 
@@ -241,11 +300,16 @@ class Trainer:
 
         On the CPU every step is read back at once. On a GPU rows stay on the device
         until a log, sample or checkpoint step, or 50 ms after the last read, so the
-        loop does not wait for the device after every step.
+        loop does not wait for the device after every step. With several processes
+        the 50 ms rule becomes a step count, so every process reads back, and raises
+        NonFiniteError, at the same step.
         """
         self._update()
-        due = (self.device.type == "cpu" or self._is_interval_step()
-               or time.perf_counter() - self._last_flush > FLUSH_SECONDS or len(self._pending) >= FLUSH_ROWS)
+        if self.world_size == 1:
+            due = (time.perf_counter() - self._last_flush > FLUSH_SECONDS or len(self._pending) >= FLUSH_ROWS)
+        else:
+            due = len(self._pending) >= DISTRIBUTED_FLUSH_ROWS
+        due = due or self.device.type == "cpu" or self._is_interval_step()
         return self.flush_metrics() if due else []
 
     def _is_interval_step(self) -> bool:
@@ -303,14 +367,22 @@ class Trainer:
     def run(self, steps: int | None = None, progress: Callable[[dict], None] | None = None) -> None:
         """Train until ``config.steps`` (or ``steps`` more), a stop request, or an error."""
         target = self.config.steps if steps is None else min(self.config.steps, self.step + steps)
-        while self.step < target and not self._stop.is_set():
+        while self.step < target and not self._stop_agreed():
             self._resume_event.wait()
-            if self._stop.is_set():
+            if self.world_size == 1 and self._stop.is_set():
                 break
             rows = self.advance()
             if progress is not None and rows:
                 progress(rows[-1])
         self.flush_metrics()
+
+    def _stop_agreed(self) -> bool:
+        """Return whether to stop now. Several processes agree every STOP_POLL_STEPS steps, so all stop together."""
+        if self.world_size == 1:
+            return self._stop.is_set()
+        if self.step % STOP_POLL_STEPS != 0:
+            return False
+        return distributed.any_process(self._stop.is_set(), self.device)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -363,6 +435,8 @@ class Trainer:
 
     def checkpoint_state(self) -> dict:
         cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        # Each process draws from the generator of its own GPU, so that state is kept apart.
+        device_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
         return {
             "version": CHECKPOINT_VERSION,
             "step": self.step,
@@ -377,17 +451,23 @@ class Trainer:
             "fixed_noise": self.fixed_noise.cpu(),
             "rng_cpu": torch.get_rng_state(),
             "rng_cuda": cuda_states,
+            "rng_cuda_device": device_state,
             "sampler": self.sampler.state_dict(),
+            "world_size": self.world_size,
+            "global_batch_size": self.config.batch_size * self.world_size,
         }
 
-    def save_checkpoint(self, path: Path | None = None) -> Path:
+    def save_checkpoint(self, path: Path | None = None) -> Path | None:
         """Write the checkpoint atomically (to the run folder's checkpoint.pt by default).
 
-        Queued metrics are checked first, so a checkpoint never holds weights from
-        after a non-finite step.
+        Queued metrics are checked first, so a checkpoint never contains weights from
+        after a non-finite step. Processes other than rank 0 only check them,
+        write nothing and return ``path``.
         """
         if self._pending:
             self.flush_metrics()
+        if self.rank != 0:
+            return None if path is None else Path(path)
         if path is None:
             if self.run_dir is None:
                 raise ValueError("this trainer has no run folder; pass a checkpoint path")
@@ -409,7 +489,19 @@ class Trainer:
         torch.set_rng_state(state["rng_cpu"])
         if state.get("rng_cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
-        logger.info("resumed from step %d", self.step)
+        if state.get("rng_cuda_device") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng_cuda_device"], self.device)
+        if self.rank == 0:
+            logger.info("resumed from step %d", self.step)
+            self._log_batch_change(state)
+
+    def _log_batch_change(self, state: dict) -> None:
+        saved = state.get("global_batch_size")
+        current = self.config.batch_size * self.world_size
+        if saved is not None and saved != current:
+            logger.info("the checkpoint was trained with a global batch of %d over %d processes; this run uses %d "
+                        "over %d, so it does not repeat an uninterrupted run", saved,
+                        state.get("world_size", 1), current, self.world_size)
 
     def close(self) -> None:
         if self._metrics is not None:

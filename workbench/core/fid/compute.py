@@ -88,9 +88,10 @@ def compute_fid(real, fake, n: int, extractor: str = "auto", batch_size: int = 5
     Parameters
     ----------
     real : str, DataSpec, ImageDataset, PointMixture, torch.Tensor or FeatureStats
-        A data spec or loaded data (``n`` images drawn without replacement by
-        a permutation seeded with ``seed``; all of them when there are fewer),
-        a tensor of samples, or precomputed statistics (no precision/recall).
+        A data spec, loaded data, a tensor of samples, or precomputed
+        statistics (which allow no precision and recall). From images or a
+        tensor, the first ``n`` of a permutation seeded with ``seed`` are used,
+        or all of them when there are fewer than ``n``.
     fake : callable, str, ImageDataset, PointMixture or torch.Tensor
         ``sample(count) -> tensor`` in [-1, 1] (images) or (count, 2) points;
         a run folder (its checkpoint's generator) or a data spec; or samples.
@@ -196,7 +197,7 @@ def _real_from_samples(samples: torch.Tensor, n: int, seed: int, warnings: list[
                        dataset, name: str) -> _RealSide:
     available = samples.shape[0]
     if available < 2:
-        raise ConfigError("real", f"{name} holds {available} samples; FID needs at least 2")
+        raise ConfigError("real", f"{name} contains {available} samples; FID needs at least 2")
     if available < n:
         warnings.append(f"the real data has only {available} samples, fewer than N = {n}; "
                         f"all {available} were used")
@@ -223,7 +224,7 @@ def _resolve_fake(fake, n: int, seed: int, device: torch.device) -> Callable:
     samples = data.images if getattr(data, "kind", None) == "images" else data
     if isinstance(samples, torch.Tensor):
         if samples.shape[0] < n:
-            raise ConfigError("n", f"the fake set holds {samples.shape[0]} samples, fewer than "
+            raise ConfigError("n", f"the fake set contains {samples.shape[0]} samples, fewer than "
                               f"N = {n}; lower N or give more samples")
         order = torch.randperm(samples.shape[0], generator=torch.Generator().manual_seed(seed))
         return tensor_source(samples, order)

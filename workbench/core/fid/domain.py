@@ -78,6 +78,10 @@ class DomainExtractor(FeatureExtractor):
 
     @torch.no_grad()
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        channels = self.classifier.body[0].in_channels
+        if batch.ndim != 4 or batch.shape[1] != channels:
+            raise ValueError(f"the domain extractor was trained on {channels}-channel images, "
+                             f"got samples of shape {tuple(batch.shape)}")
         return self.classifier.features(_to_model_range(batch).to(self.device)).float().cpu()
 
 

@@ -96,8 +96,8 @@ def extract_features(take: BatchSource, n: int, extractor: FeatureExtractor, bat
     """Return the (n, d) float32 features of the first ``n`` samples of ``take``.
 
     ``take`` is called with consecutive (start, count) pairs, count at most
-    ``batch_size``; the last batch holds the remainder, so exactly ``n`` rows
-    come back. ``progress`` advances by the samples done and is polled for
+    ``batch_size``. The last batch contains the remainder, so exactly ``n``
+    rows come back. ``progress`` advances by the samples done and is polled for
     cancellation before each batch.
     """
     features = np.empty((n, extractor.feature_dim), dtype=np.float32)

@@ -10,7 +10,7 @@ reproduce TensorFlow's FID graph, as pytorch-fid 0.3 ports it:
 
 Module names match the ported weight file
 (``pt_inception-2015-12-05-6726825d.pth``), so its state dict loads directly.
-The file also holds the 1008-way classifier ``fc``, which FID does not use.
+The file also contains the 1008-way classifier ``fc``, which FID does not use.
 """
 
 from __future__ import annotations
@@ -229,8 +229,9 @@ def prepare_images(images: torch.Tensor) -> torch.Tensor:
 def load_fid_inception(weights_file: str | Path, device: str | torch.device = "cpu") -> FIDInceptionV3:
     """Build :class:`FIDInceptionV3`, load ``weights_file`` into it, return it in eval mode.
 
-    The file must be a state dict in the pytorch-fid key layout; its ``fc``
-    classifier is ignored and any other missing or extra key is an error.
+    The file must be a state dict in the pytorch-fid key layout. Its ``fc``
+    classifier is ignored, and any other missing or extra key raises
+    ``RuntimeError``.
     """
     state = torch.load(Path(weights_file), map_location="cpu", weights_only=True)
     state = {key: value for key, value in state.items() if key not in CLASSIFIER_KEYS}

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 DEFAULT_K = 3
-# Rows per distance block: 1024 x 10,000 float64 distances take 80 MB.
-CHUNK_ROWS = 1024
+# Distances per block: 8e6 float64 values take 64 MB.
+BLOCK_ELEMENTS = 8_000_000
 
 
 def precision_recall(real_features, fake_features, k: int = DEFAULT_K) -> tuple[float, float]:
@@ -50,8 +50,9 @@ def _kth_neighbour_distances(points: torch.Tensor, k: int) -> torch.Tensor:
     # The smallest distance of each row is to itself (0), so the k-th
     # neighbour is the (k + 1)-th smallest.
     radii = []
-    for start in range(0, points.shape[0], CHUNK_ROWS):
-        block = _squared_distances(points[start:start + CHUNK_ROWS], points)
+    rows = _block_rows(points.shape[0])
+    for start in range(0, points.shape[0], rows):
+        block = _squared_distances(points[start:start + rows], points)
         radii.append(block.topk(k + 1, dim=1, largest=False).values[:, k])
     return torch.cat(radii)  # squared radii
 
@@ -63,8 +64,13 @@ def _coverage(real: torch.Tensor, fake: torch.Tensor, real_radii: torch.Tensor,
     # ball (recall).
     fake_covered = torch.zeros(fake.shape[0], dtype=torch.bool)
     real_covered = 0
-    for start in range(0, real.shape[0], CHUNK_ROWS):
-        block = _squared_distances(real[start:start + CHUNK_ROWS], fake)  # (chunk, M)
-        fake_covered |= (block <= real_radii[start:start + CHUNK_ROWS, None]).any(dim=0)
+    rows = _block_rows(fake.shape[0])
+    for start in range(0, real.shape[0], rows):
+        block = _squared_distances(real[start:start + rows], fake)  # (rows, M)
+        fake_covered |= (block <= real_radii[start:start + rows, None]).any(dim=0)
         real_covered += int((block <= fake_radii[None, :]).any(dim=1).sum())
     return float(fake_covered.float().mean()), real_covered / real.shape[0]
+
+
+def _block_rows(columns: int) -> int:
+    return max(1, BLOCK_ELEMENTS // max(columns, 1))

@@ -1,0 +1,89 @@
+"""Engine overhead: the Trainer's steps per second divided by a minimal PyTorch loop's.
+
+The trainer runs the product path: a run folder in a scratch directory, the
+default ``sample_every`` (100) and ``checkpoint_every`` (500), stepped with
+``advance()`` as the CLI does. Blocks of steps of the trainer and of
+:class:`MinimalLoop` alternate. A block rarely contains a sample or checkpoint
+step, so their cost is timed on its own and spread over the steps of its
+interval: per-step time = block time / steps + t_sample / sample_every +
+t_checkpoint / checkpoint_every.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+
+from benchmarks.harness import Goal, Options, Result, interleave, mnist_dataset, steps_per_block, timed
+from benchmarks.reference_loop import MinimalLoop
+from workbench.core.config import build_config
+from workbench.core.data import load_dataset
+from workbench.core.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+GOAL = Goal(">=", 0.97)
+CASES = (("dcgan", "mnist"), ("wgan-gp", "mnist"), ("wgan-gp", "ring8"))
+
+
+def _block_seconds(options: Options) -> float:
+    return 0.3 if options.quick else 1.5
+
+
+def _pairs(options: Options) -> int:
+    return 3 if options.quick else 7
+
+
+def measure(options: Options) -> list[Result]:
+    mnist, mnist_spec, mnist_text = mnist_dataset(options)
+    results = []
+    for preset, data in CASES:
+        dataset = mnist if data == "mnist" else load_dataset(data)
+        spec = mnist_spec if data == "mnist" else data
+        described = mnist_text if data == "mnist" else data
+        results.append(_measure_case(options, preset, spec, dataset, described))
+    return results
+
+
+def _measure_case(options: Options, preset: str, spec: str, dataset, described: str) -> Result:
+    config = build_config({"data": spec, "steps": 10**9, "device": "cpu"}, preset=preset)
+    run_dir = options.scratch / f"engine-{preset}-{dataset.name}"
+    trainer = Trainer(config, run_dir, dataset=dataset)
+    reference = MinimalLoop(config, dataset)
+    try:
+        # Warm-up, then size the blocks from the reference's speed.
+        trainer.advance()
+        reference.step()
+        seconds_per_step = timed(lambda: reference.run(2)) / 2
+        steps = steps_per_block(seconds_per_step, _block_seconds(options))
+
+        def run_trainer() -> float:
+            start = time.perf_counter()
+            for _ in range(steps):
+                trainer.advance()
+            return time.perf_counter() - start
+
+        times = interleave(run_trainer, lambda: timed(lambda: reference.run(steps)), _pairs(options))
+        periodic = _periodic_seconds_per_step(trainer, options)
+    finally:
+        trainer.close()
+
+    ratios = [(r / steps) / (c / steps + periodic) for c, r in zip(times.candidate, times.reference)]
+    ratio = statistics.median(ratios)
+    trainer_rate = steps / statistics.median(times.candidate)
+    reference_rate = steps / statistics.median(times.reference)
+    details = (f"{described}, batch {config.batch_size}, n_critic {config.n_critic}; trainer with run folder "
+               f"{trainer_rate:.1f} steps/s before samples and checkpoints, minimal loop {reference_rate:.1f} "
+               f"steps/s; samples and checkpoints add {1000 * periodic:.2f} ms/step; {steps} steps per block, "
+               f"pairs {len(ratios)}, range {min(ratios):.3f}-{max(ratios):.3f}")
+    return Result("engine", f"{preset} on {dataset.name}", ratio, "x", GOAL, details)
+
+
+def _periodic_seconds_per_step(trainer: Trainer, options: Options) -> float:
+    """Return the cost of sample grids and checkpoints, spread over their intervals."""
+    repeats = 1 if options.quick else 3
+    sample = statistics.median(timed(trainer.save_samples) for _ in range(repeats))
+    checkpoint = statistics.median(timed(trainer.save_checkpoint) for _ in range(repeats))
+    config = trainer.config
+    return sample / config.sample_every + checkpoint / config.checkpoint_every
