@@ -207,3 +207,19 @@ def test_non_finite_loss_stops_with_step_and_name(tmp_path):
     assert error.value.quantity == "loss_d"
     on_disk = torch.load(tmp_path / "run" / runs.CHECKPOINT_FILE, weights_only=True)
     assert on_disk["step"] == good["step"] == 2
+
+
+def test_single_updates_change_one_network():
+    trainer = Trainer(build_config(dict(SMALL_POINTS, preset="wgan", steps=3)))
+    g_before, d_before = _params(trainer.generator), _params(trainer.discriminator)
+    d_values = trainer.update_discriminator_once()
+    assert _same(g_before, _params(trainer.generator))
+    assert not _same(d_before, _params(trainer.discriminator))
+    assert max(p.abs().max().item() for p in trainer.discriminator.parameters()) <= 0.01
+    assert set(d_values) >= {"loss_d", "grad_norm_d", "d_real", "d_fake", "wasserstein"}
+    d_after = _params(trainer.discriminator)
+    g_values = trainer.update_generator_once()
+    assert _same(d_after, _params(trainer.discriminator))
+    assert not _same(g_before, _params(trainer.generator))
+    assert set(g_values) == {"loss_g", "grad_norm_g"}
+    assert trainer.step == 0

@@ -290,6 +290,26 @@ class Trainer:
         self.step += 1
         self._pending.append((self.step, self.elapsed, stacked))
 
+    def update_discriminator_once(self) -> dict[str, float]:
+        """Run one discriminator update (and the constraint) alone, to watch a single update.
+
+        It is not a step: ``step`` stays, and nothing goes to metrics.csv. Returns
+        the update's loss_d, grad_norm_d, d_real, d_fake and, where they apply,
+        wasserstein and gp.
+        """
+        self.generator.train()
+        self.discriminator.train()
+        values = self._discriminator_step()
+        if self.config.constraint == "clip":
+            clip_parameters(self.discriminator, self.config.clip_value)
+        return {name: float(value.detach()) for name, value in values.items()}
+
+    def update_generator_once(self) -> dict[str, float]:
+        """Run one generator update alone; like :meth:`update_discriminator_once`, it is not a step."""
+        self.generator.train()
+        self.discriminator.train()
+        return {name: float(value.detach()) for name, value in self._generator_step().items()}
+
     def train_step(self) -> dict[str, float]:
         """Run one generator step with its discriminator steps and return its metrics row."""
         self._update()
