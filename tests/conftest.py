@@ -81,9 +81,11 @@ def _qt_leftovers() -> list[str]:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    problems = [f"QThread still running: {t!r}" for t in list(_started_threads) if t.isRunning()]
+    from shiboken6 import isValid  # False once the C++ object has been deleted
+
+    problems = [f"QThread still running: {t!r}" for t in list(_started_threads) if isValid(t) and t.isRunning()]
     app = QApplication.instance()
-    timers = {t for t in list(_started_timers) if t.isActive()}
+    timers = {t for t in list(_started_timers) if isValid(t) and t.isActive()}
     if app is not None:
         for widget in app.allWidgets():
             timers.update(t for t in widget.findChildren(QTimer) if t.isActive())

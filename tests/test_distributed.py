@@ -240,7 +240,7 @@ def test_cli_run_matches_one_process(tmp_path):
     assert launched[1].stdout == ""
 
     # The run folder: written once, by rank 0.
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "samples"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.json", "metrics.csv", "samples", "status.json"]
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000010.png", "step_000020.png"]
     rows = runs.read_metrics(out / runs.METRICS_FILE)
     assert [row["step"] for row in rows] == list(range(1, 21))

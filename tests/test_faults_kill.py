@@ -133,15 +133,19 @@ def _train_and_kill(process, reader, run_dir, seed: int, delay: float) -> int:
     Returns the last step the process reported as saved before it died.
     """
     _send(process, f"run {run_dir} {seed}")
-    first = reader.next(timeout=60)
-    assert first.startswith("pid "), first
-    pid = int(first.split()[1])
-    line = reader.next(timeout=60)
-    assert line.startswith("saved "), line
+    # The helper's "pid" line and the child's first "saved" line may arrive in either order.
+    pid = saved = None
+    while pid is None or saved is None:
+        line = reader.next(timeout=60)
+        kind, value = line.split()
+        assert kind in ("pid", "saved"), line
+        if kind == "pid":
+            pid = int(value)
+        else:
+            saved = int(value)
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
     _send(process, f"reap {pid}")
-    saved = int(line.split()[1])
     while True:
         line = reader.next(timeout=60)
         if line.startswith("reaped "):
@@ -240,6 +244,20 @@ def test_full_disk_on_status_write(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert runs.read_status(run_dir)["step"] == 3
     assert [p.name for p in run_dir.iterdir()] == [runs.STATUS_FILE]
+
+
+def test_status_writer_survives_full_disk(tmp_path, monkeypatch, caplog):
+    writer = runs.StatusWriter(tmp_path, interval_s=0.0)
+    assert writer.set("running", 1)
+    monkeypatch.setattr(runs.os, "replace", _fail_with_enospc)
+    assert not writer.set("running", 2)
+    writer.heartbeat(3)
+    writer.heartbeat(4)
+    monkeypatch.undo()
+    assert runs.read_status(tmp_path)["step"] == 1
+    assert caplog.text.count("cannot update the run status") == 1
+    assert writer.set("finished", 5)
+    assert runs.read_status(tmp_path)["state"] == "finished"
 
 
 def test_stale_temp_files_removed(tmp_path):

@@ -191,9 +191,6 @@ def test_missing_checkpoint_named(tmp_path):
     assert "not found" in str(error.value)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError,
-                   reason="check_compatible compares layer names but not shapes, so without the checkpoint's "
-                   "'model' entry a width change reaches load_state_dict, which raises RuntimeError")
 def test_resume_rejects_resized_layers(trained):
     path = trained / runs.CHECKPOINT_FILE
     state = torch.load(path, weights_only=True)

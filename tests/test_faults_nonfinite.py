@@ -77,8 +77,6 @@ def test_resume_after_nan_with_lower_lr(tmp_path):
     assert runs.read_config(run_dir)["lr_g"] == 2e-5
 
 
-@pytest.mark.xfail(strict=True, reason="Trainer._restore loads the optimizer state, whose param_groups "
-                   "carry the saved learning rates, so a lower lr given on resume is ignored")
 def test_resume_applies_new_lr(tmp_path):
     run_dir = tmp_path / "run"
     trainer = Trainer(build_config(SMALL), run_dir)

@@ -360,3 +360,16 @@ def test_parent_json_contents(tmp_path):
     run_index.fork_run(tmp_path / "parent", tmp_path / "child", {})
     record = json.loads((tmp_path / "child" / runs.PARENT_FILE).read_text())
     assert record == {"parent": str((tmp_path / "parent").absolute()), "parent_step": 4}
+
+
+def test_fork_compares_layer_shapes(tmp_path):
+    _train(tmp_path / "parent", steps=4)
+    path = tmp_path / "parent" / runs.CHECKPOINT_FILE
+    state = torch.load(path, weights_only=True)
+    del state["model"]  # without the model entry only the layer shapes reveal the width
+    torch.save(state, path)
+    with pytest.raises(ConfigError) as error:
+        run_index.fork_run(tmp_path / "parent", tmp_path / "child", {"width": 32})
+    assert error.value.field == "checkpoint"
+    assert "generator" in str(error.value)
+    assert "net.0.bias" in str(error.value)

@@ -77,6 +77,10 @@ def load_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError("config", f"{path} not found") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError("config", f"{path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError("config", f"{path} is not valid TOML: TOML files must be UTF-8 ({error})") from None
+    except OSError as error:
+        raise ConfigError("config", f"cannot read {path}: {error.strerror or error}") from None
     if isinstance(data.get("train"), dict):
         data = data["train"]
     return {key.replace("-", "_"): value for key, value in data.items()}
@@ -186,6 +190,10 @@ def _train(args: argparse.Namespace, show_bar: bool) -> int:
         if stop_requested:
             trainer.save_checkpoint()
     except NonFiniteError as error:
+        bar.clear()
+        print(f"gan-workbench train: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # runs.RunWriteError: a full disk or a read-only run folder
         bar.clear()
         print(f"gan-workbench train: error: {error}", file=sys.stderr)
         return 1

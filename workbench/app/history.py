@@ -1,9 +1,9 @@
 """Bounded metric history and curve smoothing for the live plots.
 
 Qt-free so the buffer and the smoothing can be tested without a display. A run of
-any length keeps at most ``capacity`` rows: when the buffer fills, every other
-row is dropped and only every ``stride``-th incoming row is kept from then on,
-so memory stays flat and the stored points stay evenly spaced in steps.
+any length keeps at most ``capacity`` rows. When the buffer fills, every other row
+is dropped and from then on only every ``stride``-th incoming row is kept. Memory
+stays flat and the stored points stay evenly spaced in steps.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ def rows_to_array(rows: Iterable[Mapping[str, float]], columns: Sequence[str] = 
 def debiased_ema(values: np.ndarray, beta: float) -> np.ndarray:
     """Smooth ``values`` with an exponential moving average corrected for its zero start.
 
-    s_t = beta * s_(t-1) + (1 - beta) * x_t with s_0 = 0, returned as s_t / (1 - beta**t),
-    the form TensorBoard's scalar dashboard uses, so the first points are not pulled
-    toward zero. Non-finite values are passed through unchanged and skipped by the
-    average, and t counts finite values only.
+    s_t = beta * s_(t-1) + (1 - beta) * x_t with s_0 = 0, returned as s_t / (1 - beta**t)
+    so the first points are not pulled toward zero. This is TensorBoard's classic scalar
+    smoothing (tensorboard/components/vz_line_chart2/line-chart.ts). Non-finite values
+    are passed through unchanged and skipped by the average, and t counts finite values.
     """
     values = np.asarray(values, dtype=np.float64)
     if not 0.0 <= beta < 1.0:

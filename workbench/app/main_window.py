@@ -38,7 +38,8 @@ ORGANIZATION = "GAN Workbench"
 APPLICATION = "gan-workbench"
 # The refresh timer redraws one plot per tick, in turn, so each plot is redrawn at most
 # REFRESH_HZ / 3 times per second and no tick blocks the event loop for three repaints.
-REFRESH_HZ = 30
+REFRESH_HZ = 20
+STATUS_EVERY_TICKS = 4      # the status bar is updated on every 4th tick (5 times per second)
 CLOSE_TIMEOUT_MS = 10_000   # how long closing the window waits for the training thread
 RATE_WINDOW_S = 5.0         # steps per second are averaged over this many seconds
 SMOKE_EXIT_ENV = "GAN_WORKBENCH_SMOKE_EXIT_MS"
@@ -91,8 +92,8 @@ class MainWindow(QMainWindow):
     def __init__(self, runs_dir: str | Path | None = None, *, settings: QSettings | None = None,
                  trainer_factory: TrainerFactory | None = None, parent=None):
         super().__init__(parent)
-        # Antialiased lines cost about ten times more to paint in software (measured with the
-        # offscreen platform), which took the GUI thread's time and the training thread's GIL.
+        # Antialiased lines took over ten times longer to paint in software (measured on the
+        # offscreen platform), time taken from both the GUI thread and, through the GIL, training.
         pg.setConfigOptions(background="w", foreground="#303030", antialias=False)
         self.settings = settings if settings is not None else open_settings()
         self.trainer_factory = trainer_factory
@@ -102,6 +103,7 @@ class MainWindow(QMainWindow):
         self.last_step = 0
         self._state = "idle"   # idle, starting, running, paused, stopping
         self._next_plot = 0    # index of the plot the refresh timer redrew last
+        self._ticks = 0
         self._rate_points: collections.deque[tuple[float, int]] = collections.deque()
         self._dialogs: list[QWidget] = []
 
@@ -309,7 +311,7 @@ class MainWindow(QMainWindow):
         if thread is not None:
             thread.wait()
             # The window owns the thread, so dropping the Python reference does not delete it
-            # in the middle of delivering its own run_ended signal; deleteLater does it safely.
+            # while it is still delivering its own run_ended signal. deleteLater does it safely.
             thread.deleteLater()
         self._refresh_timer.stop()
         self._redraw()
@@ -384,6 +386,8 @@ class MainWindow(QMainWindow):
         self.run_info = info
         self.last_step = info.first_step
         self.samples_view.reset(info.is_image, info.real_points)
+        for plot in self.plots:
+            plot.set_step_range(info.first_step, info.total_steps)
         self.device_label.setText(f"Device: {info.device_name}")
         self.run_label.setText(f"Run folder: {info.run_dir}")
         if self._state == "starting":
@@ -437,7 +441,9 @@ class MainWindow(QMainWindow):
             self._next_plot = (self._next_plot + 1) % len(plots)
             if plots[self._next_plot].refresh():
                 break
-        self._update_status()
+        self._ticks += 1
+        if self._ticks % STATUS_EVERY_TICKS == 0:
+            self._update_status()
 
     def _redraw(self) -> None:
         """Redraw the visible plots and the status bar from the history."""
@@ -446,7 +452,11 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def _update_status(self) -> None:
-        total = self.run_info.total_steps if self.run_info else (self.setup.config.steps if self.setup.config else 0)
+        total = 0
+        if self.run_info is not None:
+            total = self.run_info.total_steps
+        elif self.setup.config is not None:
+            total = self.setup.config.steps
         self.step_label.setText(f"Step {self.last_step} / {total}")
         rate = self.steps_per_second()
         self.rate_label.setText(f"{rate:.1f} steps/s" if np.isfinite(rate) else "- steps/s")
@@ -483,6 +493,7 @@ class MainWindow(QMainWindow):
             if self.thread is not None:
                 self._finish_run()
         self._refresh_timer.stop()
+        self.statusBar().clearMessage()   # also stops the timer of a timed message
         self._save_settings()
         self.log_panel.detach()
         super().closeEvent(event)

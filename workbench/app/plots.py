@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 SLIDER_SCALE = 1000   # slider units per 1.0 of the smoothing factor
 MAX_SMOOTHING = 0.999
+MIN_X_SPAN = 64       # steps shown on the x axis at the start of a run
 RAW_ALPHA = 60        # opacity (0-255) of the raw curve drawn behind the smoothed one
 
 
@@ -49,6 +50,9 @@ class MetricPlot(QWidget):
         self.series = list(series)
         self._drawn_version = -1
         self._smoothed: dict[str, np.ndarray] = {}
+        self._first_step, self._total_steps = 0, 0
+        self._x_upper_shown: float | None = None
+        self._follow_steps = True   # False once the user pans or zooms
 
         self.plot_widget = pg.PlotWidget()
         self.plot_item = self.plot_widget.getPlotItem()
@@ -67,6 +71,7 @@ class MetricPlot(QWidget):
         self.plot_item.setDownsampling(auto=True, mode="peak")
         self.plot_item.setClipToView(True)
         self.legend = self.plot_item.addLegend(offset=(-10, 10))
+        self.plot_item.vb.sigRangeChangedManually.connect(self._on_range_changed_manually)
 
     def _create_curves(self) -> None:
         self.raw_curves: dict[str, pg.PlotDataItem] = {}
@@ -171,7 +176,30 @@ class MetricPlot(QWidget):
             self._smoothed[spec.key] = smoothed
             self._set_curve(self.raw_curves[spec.key], steps, values)
             self._set_curve(self.smooth_curves[spec.key], steps, smoothed)
+        if len(steps):
+            self._extend_x_range(steps[-1])
         return True
+
+    def set_step_range(self, first: int, total: int) -> None:
+        """Prepare the x axis for a run from step ``first`` to ``total``."""
+        self._first_step, self._total_steps = first, total
+        self._x_upper_shown = None
+        self._follow_steps = True
+        self.plot_item.enableAutoRange(x=True)
+
+    def _extend_x_range(self, last_step: float) -> None:
+        # Grow the x axis in doublings instead of autoranging on every redraw: the axis
+        # then re-renders its ticks about log2(steps) times per run, not on every frame.
+        if not self._follow_steps or self._total_steps <= self._first_step:
+            return
+        span = max(last_step - self._first_step, 1.0) * 1.25
+        upper = min(float(self._total_steps), self._first_step + max(MIN_X_SPAN, 2.0 ** np.ceil(np.log2(span))))
+        if upper != self._x_upper_shown:
+            self._x_upper_shown = upper
+            self.plot_item.setXRange(self._first_step, upper, padding=0.02)
+
+    def _on_range_changed_manually(self, *_args) -> None:
+        self._follow_steps = False
 
     def _set_curve(self, curve: pg.PlotDataItem, x: np.ndarray, y: np.ndarray) -> None:
         if not np.isfinite(y).any():

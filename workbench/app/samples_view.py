@@ -21,7 +21,7 @@ MAX_GRIDS = 200  # grids kept in memory for scrubbing; a 64-image CIFAR grid is 
 
 
 class SamplesView(QWidget):
-    """Shows sample grids (images) or a real-versus-generated scatter (2D points)."""
+    """View of the sample grids (images) or of real and generated points (2D data)."""
 
     def __init__(self, parent=None):
         super().__init__(parent)

@@ -2,8 +2,8 @@
 
 Every value is checked by the engine's own validators (``validate_field`` per field,
 then ``build_config`` for the combinations), and the engine's message is shown under
-the field it names. The panel never starts anything; it publishes whether the form
-holds a valid config and why not.
+the field it names. The panel never starts anything. It publishes whether the form
+contains a valid config, and if not, why.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def format_value(value: Any) -> str:
 
 
 def critic_wording(text: str, wasserstein: bool) -> str:
-    """Say 'critic' instead of 'discriminator' when the loss is Wasserstein, as the WGAN paper does."""
+    """Say 'critic' instead of 'discriminator' when the loss is Wasserstein, as Arjovsky et al. (2017) do for WGAN."""
     if not wasserstein:
         return text
     return text.replace("Discriminator", "Critic").replace("discriminator", "critic")

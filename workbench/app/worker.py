@@ -53,7 +53,7 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class RunSummary:
-    """How a run ended: 'completed', 'stopped' or 'failed', at which step, with which checkpoint."""
+    """Outcome of a run: 'completed', 'stopped' or 'failed', the last step and the checkpoint saved."""
 
     reason: str
     step: int

@@ -77,14 +77,19 @@ class RunInfo:
 def list_runs(runs_root: str | Path) -> list[RunInfo]:
     """Describe every run folder directly under ``runs_root``, sorted by name.
 
-    Hidden folders (the trash, half-created runs) and folders that hold no run
-    are skipped. A missing ``runs_root`` gives an empty list.
+    Hidden folders (the trash, half-created runs) and folders that contain no
+    run are skipped. A missing ``runs_root`` gives an empty list, and one that
+    cannot be read raises ConfigError.
     """
     root = Path(runs_root)
     if not root.is_dir():
         return []
+    try:
+        folders = sorted(root.iterdir())
+    except OSError as error:
+        raise ConfigError("runs_root", f"cannot list {root}: {error.strerror or error}") from None
     infos = []
-    for folder in sorted(root.iterdir()):
+    for folder in folders:
         if folder.name.startswith(".") or not folder.is_dir() or not runs.holds_run(folder):
             continue
         infos.append(describe_run(folder))
@@ -174,8 +179,8 @@ def is_live(status: dict, now: float | None = None) -> bool:
 def _check_not_running(run_dir: Path, field: str, action: str) -> None:
     status = runs.read_status(run_dir)
     if status is not None and is_live(status):
-        raise ConfigError(field, f"cannot {action} {run_dir.name}: it is training (pid {status['pid']}); "
-                                 "stop it first")
+        raise ConfigError(field, f"cannot {action} {run_dir.name}: it is training (pid {status['pid']}). "
+                                 "Stop it first")
 
 
 def _check_is_run(run_dir: Path, field: str) -> None:
@@ -345,10 +350,11 @@ def _check_layers(state: dict, config: TrainConfig, expected: dict) -> None:
     for name, module in (("generator", generator), ("discriminator", discriminator)):
         if name not in state:
             continue
-        wanted = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+        expected_shapes = {key: tuple(value.shape) for key, value in module.state_dict().items()}
         saved = {key: tuple(value.shape) for key, value in state[name].items()}
-        if wanted != saved:
-            differing = sorted(set(wanted) ^ set(saved)) or sorted(k for k in wanted if wanted[k] != saved[k])
+        if expected_shapes != saved:
+            differing = (sorted(set(expected_shapes) ^ set(saved))
+                         or sorted(key for key in saved if expected_shapes[key] != saved[key]))
             raise ConfigError("checkpoint", f"the {name} in the checkpoint does not match these settings "
                                             f"(first differing layers: {', '.join(differing[:3])}); "
                                             "keep the parent's width, z_dim and image size")

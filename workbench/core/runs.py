@@ -281,7 +281,7 @@ def append_fid(run_dir: Path, step: int, value: float, extractor: str, n: int) -
 def read_fid(run_dir: Path) -> list[dict]:
     """Read fid.csv into dicts with step (int), value (float), extractor (str) and n (int).
 
-    Rows that do not parse, including a torn last line, are skipped; a missing file gives [].
+    Rows that do not parse, including a torn last line, are skipped. A missing file gives [].
     """
     try:
         text = (Path(run_dir) / FID_FILE).read_text(encoding="utf-8", errors="replace")
@@ -338,17 +338,29 @@ class StatusWriter:
     """Keep a run's status.json current: ``set`` on every change of state, ``heartbeat`` every step.
 
     ``heartbeat`` rewrites the file only when ``interval_s`` seconds have passed
-    since the last write, so calling it on every step costs a clock read.
+    since the last write, so calling it on every step costs a clock read. The
+    status is advisory, so a failed write (a full disk) is logged, not raised,
+    and training goes on until a checkpoint write fails.
     """
 
     def __init__(self, run_dir: Path, interval_s: float = STATUS_HEARTBEAT_S):
         self.run_dir = Path(run_dir)
         self.interval_s = interval_s
         self._last_write = -math.inf
+        self._failing = False
 
-    def set(self, state: str, step: int, message: str = "") -> None:
-        write_status(self.run_dir, state, step, message)
+    def set(self, state: str, step: int, message: str = "") -> bool:
+        """Write the status now; return False when the write failed."""
         self._last_write = time.monotonic()
+        try:
+            write_status(self.run_dir, state, step, message)
+        except OSError as error:
+            if not self._failing:  # one warning per run of failures, not one per step
+                logger.warning("cannot update the run status (state %s, step %d): %s", state, step, error)
+            self._failing = True
+            return False
+        self._failing = False
+        return True
 
     def heartbeat(self, step: int, message: str = "") -> None:
         if time.monotonic() - self._last_write >= self.interval_s:

@@ -118,6 +118,7 @@ class Trainer:
         self._pending: list[tuple[int, float, torch.Tensor]] = []
         self._last_flush = time.perf_counter()
         self._metrics = None
+        self._status = None
         if self.run_dir is not None:
             distributed.call_on_all(lambda: self._open_run_dir(resume) if rank == 0 else None, world_size)
         if rank == 0:
@@ -149,7 +150,7 @@ class Trainer:
         if resume:
             # NOTE: every process reads the checkpoint, so resuming on several nodes needs the
             # run folder on a file system that all of them can read.
-            self._restore(runs.load_checkpoint(self.run_dir / runs.CHECKPOINT_FILE))
+            self._restore(runs.load_checkpoint(self.run_dir / runs.CHECKPOINT_FILE, require=runs.RESUME_KEYS))
 
     def _build_networks(self) -> None:
         """Build the networks, optimizers and fixed noise, all from the seed, so every process gets the same."""
@@ -190,11 +191,18 @@ class Trainer:
 
     def _open_run_dir(self, resume: bool) -> None:
         if resume:
+            runs.remove_stale_temp_files(self.run_dir)
             runs.atomic_write_json(self.run_dir / runs.CONFIG_FILE, self.config.to_dict())
             (self.run_dir / runs.SAMPLES_DIR).mkdir(exist_ok=True)
         else:
             runs.create_run_dir(self.run_dir, self.config.to_dict())
         self._metrics = runs.MetricsWriter(self.run_dir / runs.METRICS_FILE, keep_steps_up_to=self.step)
+        self._status = runs.StatusWriter(self.run_dir)
+        self._status.set("stopped", self.step, "ready to train")
+
+    def _record_state(self, state: str, message: str = "") -> None:
+        if self._status is not None:
+            self._status.set(state, self.step, message)
 
     @property
     def dataset_name(self) -> str:
@@ -365,6 +373,8 @@ class Trainer:
         step = row["step"]
         if self._metrics is not None:
             self._metrics.write([row])
+        if self._status is not None:
+            self._status.heartbeat(step)
         for callback in self.metrics_callbacks:
             callback(row)
         if step % self.config.log_every == 0 or step == self.config.steps:
@@ -387,14 +397,26 @@ class Trainer:
     def run(self, steps: int | None = None, progress: Callable[[dict], None] | None = None) -> None:
         """Train until ``config.steps`` (or ``steps`` more), a stop request, or an error."""
         target = self.config.steps if steps is None else min(self.config.steps, self.step + steps)
-        while self.step < target and not self._stop_agreed():
-            self._resume_event.wait()
-            if self.world_size == 1 and self._stop.is_set():
-                break
-            rows = self.advance()
-            if progress is not None and rows:
-                progress(rows[-1])
-        self.flush_metrics()
+        self._record_state("running")
+        try:
+            while self.step < target and not self._stop_agreed():
+                # A paused run keeps its status fresh, so the runs list does not report it as dead.
+                while not self._resume_event.wait(timeout=runs.STATUS_HEARTBEAT_S):
+                    if self._status is not None:
+                        self._status.heartbeat(self.step, "paused")
+                if self.world_size == 1 and self._stop.is_set():
+                    break
+                rows = self.advance()
+                if progress is not None and rows:
+                    progress(rows[-1])
+            self.flush_metrics()
+        except BaseException as error:
+            self._record_state("failed", str(error) or type(error).__name__)
+            raise
+        if self.finished:
+            self._record_state("finished")
+        else:
+            self._record_state("stopped", "stopped by request" if self._stop.is_set() else "")
 
     def _stop_agreed(self) -> bool:
         """Return whether to stop now. Several processes agree every STOP_POLL_STEPS steps, so all stop together."""
@@ -502,6 +524,12 @@ class Trainer:
         self.discriminator.load_state_dict(state["discriminator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        # load_state_dict restores the saved lr and betas, but the settings given for this session apply.
+        for optimizer, lr in ((self.opt_g, self.config.lr_g), (self.opt_d, self.config.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = float(lr)
+                if "betas" in group:
+                    group["betas"] = (float(self.config.betas[0]), float(self.config.betas[1]))
         self.fixed_noise = state["fixed_noise"].to(self.device)
         self.step = int(state["step"])
         self._elapsed_before = float(state.get("elapsed", 0.0))
@@ -538,11 +566,21 @@ def check_compatible(state: dict, trainer: Trainer) -> None:
             raise ConfigError("checkpoint", f"the checkpoint was trained with {key}={model[key]!r} but the "
                                             f"settings give {key}={value!r}; use the checkpoint's value")
     for name, module in (("generator", trainer.generator), ("discriminator", trainer.discriminator)):
-        saved = set(state[name])
-        current = set(module.state_dict())
-        if saved != current:
-            missing = sorted(current - saved)[:3]
-            unexpected = sorted(saved - current)[:3]
+        saved = {key: tuple(value.shape) for key, value in state[name].items()}
+        current = {key: tuple(value.shape) for key, value in module.state_dict().items()}
+        if any(key.endswith("weight_orig") for key in saved):
+            raise ConfigError("checkpoint", f"the {name} in the checkpoint uses the old layout of "
+                                            "torch.nn.utils.spectral_norm (weight_orig, weight_u, weight_v), "
+                                            "which this version cannot load")
+        if set(saved) != set(current):
+            missing = sorted(set(current) - set(saved))[:3]
+            unexpected = sorted(set(saved) - set(current))[:3]
             raise ConfigError("checkpoint", f"the {name} in the checkpoint does not match the settings "
                                             f"(missing keys {missing}, unexpected keys {unexpected}); check "
                                             "the constraint (sn changes the layer keys), width and image size")
+        resized = [key for key in current if saved[key] != current[key]]
+        if resized:
+            key = resized[0]
+            raise ConfigError("checkpoint", f"the {name} in the checkpoint has {key} of shape {saved[key]}, "
+                                            f"but the settings give {current[key]}; check width, z_dim and "
+                                            "image size")

@@ -62,7 +62,10 @@ def coerce_float(
             raise ConfigError(field, f"expected a number, got {_describe(value)}") from None
     if not isinstance(value, (int, float)):
         raise ConfigError(field, f"expected a number, got {_describe(value)}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ConfigError(field, f"expected a number, got {value}, which is too large") from None
     if not math.isfinite(value):
         raise ConfigError(field, f"expected a finite number, got {value}")
     if minimum is not None:

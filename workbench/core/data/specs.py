@@ -78,7 +78,11 @@ def parse_data_spec(text: str, field: str = "data") -> DataSpec:
     path_text = path_text.strip()
     if not path_text:
         raise ConfigError(field, f"{kind} needs a folder; write it as '{kind}:PATH', for example '{kind}:./data'")
-    return DataSpec(kind, Path(path_text).expanduser().absolute())
+    try:
+        path = Path(path_text).expanduser()
+    except RuntimeError:  # "~name" for a user that does not exist
+        raise ConfigError(field, f"cannot expand the home folder in {path_text!r}; write the full path") from None
+    return DataSpec(kind, path.absolute())
 
 
 def as_data_spec(spec: DataSpec | str, field: str = "data") -> DataSpec:
