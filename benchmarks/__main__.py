@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import tempfile
 import traceback
@@ -22,10 +23,13 @@ from benchmarks.harness import Options, Result, command_line, describe_machine, 
 from benchmarks.report import format_table, update_markdown
 
 logger = logging.getLogger(__name__)
+_handler: logging.Handler | None = None   # the handler configure_logging added, replaced on each call
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPOSITORY / "BENCHMARKS.md"
 DEFAULT_DATA_DIR = REPOSITORY.parent / "shared" / "data"
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 # name -> (module, function, section title), in the order a full run measures them.
 FIGURES = {
@@ -51,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
                         help="folder holding mnist/ and cifar10-test/ (default: ../shared/data)")
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch intra-op threads for every figure; 0 keeps torch's default")
+                        help="torch intra-op threads and BLAS threads for every figure; 0 keeps the defaults")
     parser.add_argument("--verbose", action="store_true", help="log each timed pair")
     return parser.parse_args(argv)
 
@@ -85,12 +89,16 @@ def configure_logging(verbose: bool) -> None:
     The filter sits on the handler, not on the root logger's level, because
     the window's log panel lowers the root level while a window is open.
     """
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     own_level = logging.DEBUG if verbose else logging.INFO
-    handler.addFilter(lambda record: record.levelno >= logging.WARNING
-                      or (record.name.startswith("benchmarks") and record.levelno >= own_level))
-    logging.getLogger().addHandler(handler)
+    _handler.addFilter(lambda record: record.levelno >= logging.WARNING
+                       or (record.name.startswith("benchmarks") and record.levelno >= own_level))
+    root.addHandler(_handler)
     logging.getLogger("benchmarks").setLevel(own_level)
 
 
@@ -98,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging(args.verbose)
     names = selected_figures(args.only)
+    if args.threads:
+        # NumPy's and SciPy's BLAS read these once, when they load, so they are
+        # set before anything imports numpy.
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(args.threads)
 
     import torch
 

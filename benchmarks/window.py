@@ -233,7 +233,7 @@ def _training_lateness(options: Options, preset: str, data: str, sample_every: i
         run = run_in_window(window, LatenessProbe())
     finally:
         window.close()
-    extra = f"{text}, {steps} steps at {run.steps_per_second:.1f} steps/s"
+    extra = f"{steps} steps at {run.steps_per_second:.1f} steps/s"
     return _lateness_result(f"{preset} on {data.partition(':')[0]}, {text}", run.lateness_ms, extra)
 
 

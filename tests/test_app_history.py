@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from workbench.app.history import METRIC_COLUMNS, MetricHistory, debiased_ema, rows_to_array
+from workbench.app.history import METRIC_COLUMNS, MetricHistory, debiased_ema, peak_decimate, rows_to_array
 
 
 def steps_block(first: int, last: int) -> np.ndarray:
@@ -68,8 +68,8 @@ def test_rows_missing_keys_are_nan():
 def test_history_decimates_by_halving():
     history = MetricHistory(capacity=8)
     history.append(steps_block(1, 20))
-    # Worked by hand: steps 1-8 fill it; step 9 keeps 1,3,5,7 and stride 2; step 17 keeps
-    # 1,5,9,13 and stride 4; then only every 4th step is stored.
+    # Worked by hand: steps 1-8 fill it. Step 9 finds it full, so 1,3,5,7 stay and the
+    # stride becomes 2. Step 17 leaves 1,5,9,13 and stride 4, then every 4th step is stored.
     np.testing.assert_array_equal(history.column("step"), [1, 5, 9, 13, 17])
     np.testing.assert_array_equal(history.column("loss_d"), [10, 50, 90, 130, 170])
     assert history.stride == 4
@@ -115,3 +115,35 @@ def test_history_column_is_read_only():
     history.append(steps_block(1, 2))
     with pytest.raises(ValueError):
         history.column("step")[0] = 99.0
+
+
+def test_peak_decimate_keeps_extremes():
+    x = np.arange(10.0)
+    y = np.array([1, 5, 2, 8, 3, 3, np.nan, np.nan, 0, 9])
+    x_out, y_out = peak_decimate(x, y, buckets=2)
+    # Two buckets of five: [1, 5, 2, 8, 3] -> (1, 8) at x 0; [3, nan, nan, 0, 9] -> (0, 9) at x 5.
+    np.testing.assert_array_equal(x_out, [0, 0, 5, 5])
+    np.testing.assert_array_equal(y_out, [1, 8, 0, 9])
+
+
+def test_peak_decimate_keeps_remainder():
+    x = np.arange(11.0)
+    y = x * 2
+    x_out, y_out = peak_decimate(x, y, buckets=2)
+    # ceil(11 / 2) = 6 points per bucket: one full bucket, then five points as they are.
+    np.testing.assert_array_equal(x_out, [0, 0, 6, 7, 8, 9, 10])
+    np.testing.assert_array_equal(y_out, [0, 10, 12, 14, 16, 18, 20])
+
+
+def test_peak_decimate_short_unchanged():
+    x, y = np.arange(4.0), np.array([3.0, 1.0, 2.0, 0.0])
+    x_out, y_out = peak_decimate(x, y, buckets=2)
+    assert x_out is x
+    assert y_out is y
+
+
+def test_peak_decimate_all_nan_bucket():
+    y = np.array([np.nan] * 4 + [1.0, 2.0, 3.0, 4.0])
+    _, y_out = peak_decimate(np.arange(8.0), y, buckets=2)
+    assert np.isnan(y_out[:2]).all()
+    np.testing.assert_array_equal(y_out[2:], [1, 4])

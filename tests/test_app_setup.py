@@ -1,6 +1,7 @@
 """The setup panel: form fields, presets and the engine's validation messages."""
 
 import pytest
+import torch
 
 from workbench.app.setup_panel import SetupPanel, critic_wording, format_value
 from workbench.core.config import FIELD_NAMES, PRESETS, TrainConfig
@@ -111,6 +112,14 @@ def test_wasserstein_says_critic(panel):
     assert panel.labels["d_norm"].text() == "Critic normalization"
     panel.set_value("loss", "hinge")
     assert panel.labels["lr_d"].text() == "Discriminator learning rate"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so 'cuda' is valid")
+def test_unavailable_device_is_invalid(panel):
+    panel.set_value("device", "cuda")
+    assert panel.errors == {"device": "'cuda' requested but CUDA is not available on this machine; use auto or cpu"}
+    panel.set_value("device", "auto")
+    assert panel.config.device == "auto"
 
 
 def test_label_shows_unit_and_range(panel):

@@ -197,3 +197,19 @@ def test_log_panel_from_other_thread(qtbot):
     log.info("after detach")
     qtbot.wait(50)
     assert "after detach" not in panel.toPlainText()
+
+
+def test_long_history_drawn_decimated(qtbot):
+    from workbench.app.plots import DISPLAY_BUCKETS
+
+    history = MetricHistory(capacity=20_000)
+    widget = MetricPlot("x", [Series("loss_g", "G", "#000000")], history, smoothing=0.0)
+    qtbot.addWidget(widget)
+    values = np.zeros(20_000)
+    values[12_345] = 50.0                     # one spike must survive the reduction
+    history.append(metric_rows(np.arange(1, 20_001), loss_g=values))
+    widget.refresh()
+    x, y = widget.raw_curves["loss_g"].getData()
+    assert len(x) <= 2 * DISPLAY_BUCKETS + 20_000 // DISPLAY_BUCKETS
+    assert y.max() == 50.0
+    assert x[0] == 1

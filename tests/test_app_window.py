@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from workbench.app.main_window import MainWindow
 from workbench.app.worker import default_trainer_factory
 from workbench.core import runs
+from workbench.core.trainer import describe_device, resolve_device
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RUN_TIMEOUT_MS = 120_000
@@ -66,6 +67,8 @@ def test_ring8_pause_resume_stop(window, qtbot):
     assert len(window.samples_view.real_scatter.data) == 1000
     assert len(window.samples_view.fake_scatter.data) == 64
     assert window.output_stack.currentWidget() is window.critic_plot
+    assert not setup.editors["steps"].isEnabled()
+    assert setup.status_label.text() == "The settings are locked while a run uses them."
 
     click(qtbot, window, window.pause_action)
     qtbot.waitUntil(lambda: window.state == "paused", timeout=10_000)
@@ -86,6 +89,8 @@ def test_ring8_pause_resume_stop(window, qtbot):
     assert sorted(p.name for p in (run_dir / "samples").glob("*.png"))[0] == "step_000100.png"
     assert runs.load_checkpoint(run_dir / "checkpoint.pt")["step"] == window.last_step
     assert window.start_action.isEnabled()
+    assert setup.editors["steps"].isEnabled()
+    assert setup.status_label.text() == "Ready to start."
 
 
 @pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason=f"MNIST test split not found at {DATA / 'mnist'}")
@@ -226,6 +231,37 @@ def test_settings_restored(qtbot, tmp_path):
     assert second.runs_dir == tmp_path / "runs"
 
 
+def test_space_toggles_pause(window, qtbot):
+    choose(window.setup.data_combo, "ring8")
+    click(qtbot, window, window.step_action)
+    qtbot.waitUntil(lambda: window.state == "paused" and window.last_step == 1, timeout=RUN_TIMEOUT_MS)
+    window.activateWindow()
+    qtbot.wait(100)
+    if not window.isActiveWindow():
+        pytest.skip("the platform did not activate the window (X without a window manager), "
+                    "and Qt delivers shortcuts only to the active window")
+    window.samples_view.setFocus()
+    qtbot.keyClick(window.samples_view, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.state == "running", timeout=RUN_TIMEOUT_MS)
+    qtbot.keyClick(window.samples_view, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: window.state == "paused", timeout=RUN_TIMEOUT_MS)
+    click(qtbot, window, window.stop_action)
+    qtbot.waitUntil(lambda: window.state == "idle", timeout=RUN_TIMEOUT_MS)
+
+
+def test_about_dialog_opens(window, qtbot):
+    about = next(a for a in window.menuBar().actions() if a.text() == "&Help").menu().actions()[0]
+    about.trigger()
+    dialogs = [w for w in QApplication.topLevelWidgets() if w.windowTitle() == "About GAN Workbench"]
+    assert len(dialogs) == 1
+    assert dialogs[0].isVisible()
+    dialogs[0].close()
+
+
+def test_device_shown_before_run(window):
+    assert window.device_label.text() == f"Device: {describe_device(resolve_device('auto'))}"
+
+
 def test_critic_wording_for_wasserstein(window):
     window.setup.set_preset("wgan")
     assert window.setup.labels["lr_d"].text() == "Critic learning rate"
@@ -260,3 +296,38 @@ def test_status_eta_format():
 
     assert format_duration(3725.4) == "1:02:05"
     assert format_duration(math.nan) == "-"
+
+
+def test_close_waits_for_slow_step(window, qtbot, monkeypatch):
+    import threading
+
+    import workbench.app.main_window as main_window
+
+    monkeypatch.setattr(main_window, "CLOSE_TIMEOUT_MS", 100)
+    release, blocked = threading.Event(), threading.Event()
+
+    def slow_factory(config, run_dir):
+        trainer = default_trainer_factory(config, run_dir)
+        original = trainer.train_step
+
+        def train_step():
+            if trainer.step == 5:
+                blocked.set()
+                release.wait(timeout=30)   # one step that outlasts the close timeout
+            return original()
+
+        trainer.train_step = train_step
+        return trainer
+
+    window.trainer_factory = slow_factory
+    choose(window.setup.data_combo, "ring8")
+    click(qtbot, window, window.start_action)
+    qtbot.waitUntil(blocked.is_set, timeout=RUN_TIMEOUT_MS)
+
+    window.close()
+    assert window.isVisible()            # still training, so the close was postponed
+    assert window.state == "stopping"
+    release.set()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=RUN_TIMEOUT_MS)
+    assert window.thread is None
+    assert runs.load_checkpoint(only_run_dir(window) / "checkpoint.pt")["step"] == 6

@@ -55,6 +55,27 @@ def debiased_ema(values: np.ndarray, beta: float) -> np.ndarray:
     return smoothed
 
 
+def peak_decimate(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """Reduce a curve to the minimum and maximum of ``buckets`` equal runs of points.
+
+    Each full bucket becomes two points at its first x, (x0, min) and (x0, max), so spikes
+    stay visible. Points after the last full bucket are kept as they are. NaNs are ignored
+    inside a bucket, and a bucket of NaNs stays NaN. Curves of at most ``2 * buckets``
+    points are returned unchanged.
+    """
+    if len(y) <= 2 * buckets:
+        return x, y
+    size = int(np.ceil(len(y) / buckets))
+    full = len(y) // size * size
+    y_buckets = y[:full].reshape(-1, size)
+    low = np.fmin.reduce(y_buckets, axis=1)
+    high = np.fmax.reduce(y_buckets, axis=1)
+
+    x_out = np.concatenate([np.repeat(x[:full:size], 2), x[full:]])
+    y_out = np.concatenate([np.column_stack([low, high]).ravel(), y[full:]])
+    return x_out, y_out
+
+
 class MetricHistory:
     """Fixed-capacity table of metric rows that halves its resolution when full.
 

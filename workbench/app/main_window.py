@@ -21,16 +21,19 @@ from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, Qt, QTimer, 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QSpinBox, QSplitter,
-    QStackedWidget, QWidget,
+    QStackedWidget, QStyle,
 )
 
+from workbench.app.analysis_wiring import AnalysisTools
 from workbench.app.history import MetricHistory
 from workbench.app.log_panel import LogPanel
 from workbench.app.plots import MetricPlot, Series
 from workbench.app.resources import app_icon, configure_application
 from workbench.app.samples_view import SamplesView
 from workbench.app.setup_panel import SetupPanel
-from workbench.app.worker import RunInfo, RunSummary, TrainerFactory, TrainingThread
+from workbench.app.run_browser import RunBrowser
+from workbench.app.worker import RunInfo, RunSummary, TrainerFactory, TrainingThread, resume_trainer_factory
+from workbench.core.trainer import describe_device, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +108,6 @@ class MainWindow(QMainWindow):
         self._next_plot = 0    # index of the plot the refresh timer redrew last
         self._ticks = 0
         self._rate_points: collections.deque[tuple[float, int]] = collections.deque()
-        self._dialogs: list[QWidget] = []
 
         self.setWindowTitle("GAN Workbench")
         self.setWindowIcon(app_icon())
@@ -113,6 +115,8 @@ class MainWindow(QMainWindow):
         self._build_docks()
         self._build_actions()
         self._build_status_bar()
+        self.run_browser = RunBrowser(self)   # runs panel, compare, forks, follow, exports
+        self.analysis = AnalysisTools(self)   # FID, interpolation, coverage, neighbours, 2D layers
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(1000 // REFRESH_HZ)
         self._refresh_timer.timeout.connect(self._on_refresh_timer)
@@ -121,7 +125,7 @@ class MainWindow(QMainWindow):
         if runs_dir is not None:
             self.runs_dir = Path(runs_dir)
         self._on_loss_changed(self.setup.values()["loss"])
-        self._update_actions()
+        self._on_validity_changed(self.setup.config is not None, self.setup.problem())
 
     # Construction ---------------------------------------------------------------------------
 
@@ -166,26 +170,35 @@ class MainWindow(QMainWindow):
         self.log_dock.setObjectName("logDock")
         self.log_dock.setWidget(self.log_panel)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
-        self.resizeDocks([self.setup_dock], [360], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.setup_dock], [400], Qt.Orientation.Horizontal)
         self.resizeDocks([self.log_dock], [140], Qt.Orientation.Vertical)
 
-    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None, tip: str = "") -> QAction:
+    def _action(self, text: str, slot, shortcut: str | QKeySequence | None = None, tip: str = "",
+                icon: QStyle.StandardPixmap | None = None) -> QAction:
         action = QAction(text, self)
         action.triggered.connect(slot)
+        if icon is not None:
+            action.setIcon(self.style().standardIcon(icon))
+        tip = tip or text
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
-        action.setToolTip(f"{tip} ({QKeySequence(shortcut).toString()})" if shortcut and tip else tip or text)
+            tip = f"{tip} ({action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})"
+        action.setToolTip(tip)
         return action
 
     def _build_actions(self) -> None:
-        self.start_action = self._action("Start", self._on_start, "Ctrl+Return", "Start a new run")
-        self.pause_action = self._action("Pause", self._on_pause_resume, "Space", "Pause or resume training")
-        self.stop_action = self._action("Stop", self._on_stop, "Ctrl+.", "Stop and save a checkpoint")
+        pixmap = QStyle.StandardPixmap
+        self.start_action = self._action("Start", self._on_start, "Ctrl+Return", "Start a new run",
+                                         pixmap.SP_MediaPlay)
+        self.pause_action = self._action("Pause", self._on_pause_resume, "Space", "Pause or resume training",
+                                         pixmap.SP_MediaPause)
+        self.stop_action = self._action("Stop", self._on_stop, "Ctrl+.", "Stop and save a checkpoint",
+                                        pixmap.SP_MediaStop)
         self.step_action = self._action("Step once", self._on_step_once, "Ctrl+Right",
-                                        "Train one generator step (with its n_critic D steps), then pause")
-        self.save_action = self._action("Save checkpoint", self._on_save_checkpoint,
-                                        QKeySequence.StandardKey.Save, "Save a checkpoint of the current run")
-        self.save_action.setShortcut(QKeySequence("Ctrl+S"))
+                                        "Train one generator step (with its n_critic D steps), then pause",
+                                        pixmap.SP_MediaSkipForward)
+        self.save_action = self._action("Save checkpoint", self._on_save_checkpoint, "Ctrl+S",
+                                        "Save a checkpoint of the current run", pixmap.SP_DialogSaveButton)
         run_actions = (self.start_action, self.pause_action, self.stop_action, self.step_action, self.save_action)
 
         self.sample_spin = QSpinBox()
@@ -198,6 +211,7 @@ class MainWindow(QMainWindow):
 
         toolbar = self.addToolBar("Training")
         toolbar.setObjectName("trainingToolbar")
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         toolbar.addActions(run_actions)
         toolbar.addSeparator()
         toolbar.addWidget(QLabel(" Samples every "))
@@ -243,22 +257,34 @@ class MainWindow(QMainWindow):
     @runs_dir.setter
     def runs_dir(self, folder: str | Path) -> None:
         self._runs_dir = Path(folder).expanduser()
+        self.run_browser.panel.set_runs_dir(self._runs_dir)
         if self._state == "idle":
             self.run_label.setText(f"Runs folder: {self._runs_dir}")
 
     # Run control ----------------------------------------------------------------------------
 
-    def start_run(self, paused: bool = False) -> bool:
-        """Start a run with the form's settings; return False when the form is invalid."""
+    def start_run(self, paused: bool = False, *, resume_dir: str | Path | None = None) -> bool:
+        """Start a run with the form's settings; return False when the form is invalid.
+
+        With ``resume_dir``, continue that run folder (a fork or a stopped run) from its
+        checkpoint with its saved settings instead; ``trainer_factory`` is not used then.
+        Raises ConfigError or OSError when the folder's config.json cannot be read.
+        """
         config = self.setup.config
+        if resume_dir is not None:
+            from workbench.core.config import config_from_dict
+            from workbench.core.runs import read_config
+
+            config = config_from_dict(read_config(Path(resume_dir)))
         if config is None or self.thread is not None:
             return False
         from workbench.core.runs import new_run_dir
 
-        run_dir = new_run_dir(self.runs_dir, config)
+        run_dir = new_run_dir(self.runs_dir, config) if resume_dir is None else Path(resume_dir)
+        factory = self.trainer_factory if resume_dir is None else resume_trainer_factory
         self._reset_views()
         self.thread = TrainingThread(config, run_dir, sample_every=self.sample_spin.value(),
-                                     start_paused=paused, trainer_factory=self.trainer_factory, parent=self)
+                                     start_paused=paused, trainer_factory=factory, parent=self)
         self._connect_thread(self.thread)
         self._on_loss_changed(config.loss)
         self.setup.set_editable(False)
@@ -278,6 +304,7 @@ class MainWindow(QMainWindow):
         thread.state_changed.connect(self._on_thread_state)
         thread.run_failed.connect(self._on_run_failed)
         thread.run_ended.connect(self._on_run_ended)
+        self.analysis.connect_thread(thread)
 
     def _reset_views(self) -> None:
         self.history.clear()
@@ -303,7 +330,7 @@ class MainWindow(QMainWindow):
         self.step_action.setEnabled((idle and valid) or self._state == "paused")
         self.save_action.setEnabled(active)
         reason = "" if valid or not idle else f" (disabled: {self.setup.problem()})"
-        self.start_action.setToolTip(f"Start a new run (Ctrl+Return){reason}")
+        self.start_action.setToolTip(f"Start a new run ({self.start_action.shortcut().toString()}){reason}")
 
     def _finish_run(self) -> None:
         """Join the finished thread and return the window to idle."""
@@ -365,6 +392,9 @@ class MainWindow(QMainWindow):
 
     def _on_validity_changed(self, _valid: bool, _problem: str) -> None:
         self._update_actions()
+        config = self.setup.config
+        if self._state == "idle" and config is not None:
+            self.device_label.setText(f"Device: {describe_device(resolve_device(config.device))}")
 
     def _on_loss_changed(self, loss: str) -> None:
         critic = loss == "wasserstein"
@@ -476,6 +506,7 @@ class MainWindow(QMainWindow):
     # Closing and settings -------------------------------------------------------------------
 
     def closeEvent(self, event) -> None:
+        self.analysis.shutdown()   # cancels FID and other jobs, which may wait for the training thread
         if self.thread is not None:
             thread = self.thread
             thread.request_stop()   # the thread saves a checkpoint before it ends
@@ -493,6 +524,7 @@ class MainWindow(QMainWindow):
             if self.thread is not None:
                 self._finish_run()
         self._refresh_timer.stop()
+        self.run_browser.shutdown()
         self.statusBar().clearMessage()   # also stops the timer of a timed message
         self._save_settings()
         self.log_panel.detach()
@@ -539,6 +571,17 @@ class MainWindow(QMainWindow):
             plot.set_smoothing(float(beta))
 
 
+def warn_about_binding() -> None:
+    """Log an error when the installed PySide6 is known to crash this application."""
+    import PySide6
+
+    if PySide6.__version__ == "6.12.0" and sys.version_info < (3, 12):
+        # SignalInstance.emit in this release returns True without a new reference, and before
+        # Python 3.12 (immortal True) the interpreter aborts after a few thousand signals.
+        logger.error("PySide6 6.12.0 crashes with Python %d.%d during training; install another "
+                     "release, for example: pip install 'PySide6-Essentials!=6.12.0'", *sys.version_info[:2])
+
+
 def run_app(argv: list[str] | None = None) -> int:
     """Show the main window and run the Qt event loop; return the exit status.
 
@@ -550,6 +593,7 @@ def run_app(argv: list[str] | None = None) -> int:
         print(f"gan-workbench: error: {SMOKE_EXIT_ENV} must be a whole number of milliseconds, "
               f"got {smoke_ms!r}", file=sys.stderr)
         return 2
+    warn_about_binding()
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)

@@ -16,12 +16,15 @@ from PySide6.QtWidgets import (
     QCheckBox, QFileDialog, QHBoxLayout, QLabel, QSlider, QToolButton, QVBoxLayout, QWidget,
 )
 
-from workbench.app.history import MetricHistory, debiased_ema
+from workbench.app.history import MetricHistory, debiased_ema, peak_decimate
 
 logger = logging.getLogger(__name__)
 
 SLIDER_SCALE = 1000   # slider units per 1.0 of the smoothing factor
 MAX_SMOOTHING = 0.999
+# Curves longer than twice this are drawn as per-bucket minimum and maximum, which keeps
+# a redraw of a full 100,000-row history near the cost of a short one.
+DISPLAY_BUCKETS = 2000
 MIN_X_SPAN = 64       # steps shown on the x axis at the start of a run
 RAW_ALPHA = 60        # opacity (0-255) of the raw curve drawn behind the smoothed one
 
@@ -205,7 +208,7 @@ class MetricPlot(QWidget):
         if not np.isfinite(y).any():
             curve.setData([], [])   # a metric this loss does not produce
             return
-        curve.setData(x, y)
+        curve.setData(*peak_decimate(x, y, DISPLAY_BUCKETS))
 
     # Export ---------------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ class SamplesView(QWidget):
 
     def _build_image_page(self) -> QWidget:
         self.image_widget = pg.GraphicsLayoutWidget()
+        self.image_widget.addLabel("Generator samples on the fixed noise batch")
+        self.image_widget.nextRow()
         self.image_box = self.image_widget.addViewBox(lockAspect=True, invertY=True, enableMouse=True)
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.image_box.addItem(self.image_item)

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 
 from workbench.core.config import PRESETS, TrainConfig, build_config, describe_preset, validate_field
 from workbench.core.fields import FIELDS
+from workbench.core.trainer import resolve_device
 from workbench.core.validation import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -299,6 +300,11 @@ class SetupPanel(QWidget):
         """Lock the form while a run uses its values."""
         for widget in self.findChildren(QGroupBox):
             widget.setEnabled(editable)
+        if editable:
+            self.revalidate()
+        else:
+            self.status_label.setStyleSheet("")
+            self.status_label.setText("The settings are locked while a run uses them.")
 
     # Validation -----------------------------------------------------------------------------
 
@@ -337,6 +343,11 @@ class SetupPanel(QWidget):
         if "data" not in errors and kind in PATH_HINTS and not Path(path).expanduser().is_dir():
             # The engine checks only the spec's syntax here; a missing folder would fail at Start.
             errors["data"] = f"folder {path!r} not found; choose the {PATH_HINTS[kind]}"
+        if "device" not in errors:
+            try:
+                resolve_device(values["device"])   # 'cuda' on a machine without CUDA fails here
+            except ConfigError as error:
+                errors["device"] = error.detail
         return errors
 
     def _show_errors(self) -> None:
