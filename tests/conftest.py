@@ -78,17 +78,22 @@ class QtMessages:
 
 
 def _qt_leftovers() -> list[str]:
-    from PySide6.QtCore import QTimer
+    from PySide6.QtCore import QEvent, QTimer
     from PySide6.QtWidgets import QApplication
 
     from shiboken6 import isValid  # False once the C++ object has been deleted
 
     problems = [f"QThread still running: {t!r}" for t in list(_started_threads) if isValid(t) and t.isRunning()]
     app = QApplication.instance()
+    if app is not None:
+        # Delete the widgets a test scheduled with deleteLater, so none is half destroyed below.
+        app.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
     timers = {t for t in list(_started_timers) if isValid(t) and t.isActive()}
     if app is not None:
-        for widget in app.allWidgets():
-            timers.update(t for t in widget.findChildren(QTimer) if t.isActive())
+        # findChildren is recursive, so the top-level widgets reach every timer owned by a widget.
+        for widget in app.topLevelWidgets():
+            if isValid(widget):
+                timers.update(t for t in widget.findChildren(QTimer) if isValid(t) and t.isActive())
         timers.update(t for t in app.findChildren(QTimer) if t.isActive())
     problems += [f"QTimer still active: {t!r} (parent {t.parent()!r})" for t in timers]
     if app is not None:

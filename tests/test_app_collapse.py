@@ -108,7 +108,8 @@ def test_plane_layers_ring8(qtbot, tmp_path):
     assert len(manifold_x) == 2 * MANIFOLD_LINES * MANIFOLD_POINTS
     # The heat map spans the real points with a margin.
     rect = overlay.heat_image.mapRectToParent(overlay.heat_image.boundingRect())
-    assert rect.left() < -RING8_RADIUS and rect.right() > RING8_RADIUS
+    assert rect.left() < -RING8_RADIUS
+    assert rect.right() > RING8_RADIUS
 
 
 def test_alarm_constant_generator(qtbot, tmp_path):

@@ -40,8 +40,10 @@ def test_fid_csv_upgrades_old_header(tmp_path):
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["step", "value", "extractor", "n", "precision", "recall"]
     assert [row["step"] for row in rows] == ["100", "200", "300"]
-    assert rows[0]["precision"] == "" and rows[0]["value"] == "12.5"
-    assert float(rows[1]["precision"]) == 0.5 and float(rows[1]["recall"]) == 0.25
+    assert rows[0]["precision"] == ""
+    assert rows[0]["value"] == "12.5"
+    assert float(rows[1]["precision"]) == 0.5
+    assert float(rows[1]["recall"]) == 0.25
     assert rows[2]["recall"] == ""
     assert [row["value"] for row in runs.read_fid(tmp_path)] == [12.5, 7.25, 6.0]
     assert not list(tmp_path.glob(".fid.csv.*"))   # no temporary file left behind
@@ -109,7 +111,8 @@ def test_fid_button_mnist_domain(window, qtbot):
     assert panel.point_count() == 1
     rows = list(csv.DictReader(open(window.run_info.run_dir + "/fid.csv", newline="")))
     assert len(rows) == 1
-    assert rows[0]["step"] == "0" and rows[0]["n"] == "500"
+    assert rows[0]["step"] == "0"
+    assert rows[0]["n"] == "500"
     assert float(rows[0]["value"]) == pytest.approx(result.value)
     assert 0.0 <= float(rows[0]["precision"]) <= 1.0
     assert 0.0 <= float(rows[0]["recall"]) <= 1.0

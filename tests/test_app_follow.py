@@ -167,8 +167,8 @@ def test_window_follows_process(qtbot, tmp_path, training_process):
     assert window.run_browser.open_run(run_dir)
     assert process.poll() is None, "the training process ended early"
     for _ in range(3):   # three times: rows keep arriving, each batch within a second
-        shown = len(window.history)
-        qtbot.waitUntil(lambda: len(window.history) > shown, timeout=1000)
+        rows_before = len(window.history)
+        qtbot.waitUntil(lambda: len(window.history) > rows_before, timeout=1000)
     assert window.loss_plot.point_count() == len(window.history)
     steps = window.history.column("step")
     assert list(steps) == list(range(1, len(steps) + 1))

@@ -17,7 +17,8 @@ RUN_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
-def window(qtbot, tmp_path):
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # no cached domain classifier
     win = MainWindow(runs_dir=tmp_path / "runs")
     qtbot.addWidget(win)
     win.show()
@@ -31,7 +32,7 @@ def choose(combo, value):
 
 @pytest.mark.parametrize("count, size", [(64, 28), (10, 5), (1, 4)])
 def test_grid_cells_match_make_grid(count, size):
-    # Tile k is filled with the value k, so the grid image tells which tile covers a pixel.
+    # Tile k is filled with the value k, so the grid image shows which tile covers a pixel.
     tiles = torch.arange(count, dtype=torch.float32).reshape(count, 1, 1, 1).expand(count, 3, size, size)
     grid = make_grid(tiles + 1, nrow=int(np.ceil(np.sqrt(count))), padding=2, pad_value=0.0)
     image = grid[0].numpy()   # (H, W): 0 on padding, k + 1 on tile k
@@ -45,7 +46,7 @@ def test_grid_cells_match_make_grid(count, size):
 
 
 def test_grid_cell_past_last_tile():
-    # 10 tiles of 5 px in 4 columns and 3 rows; the last row holds tiles 8 and 9 only.
+    # 10 tiles of 5 px in 4 columns and 3 rows; the last row contains tiles 8 and 9 only.
     shape = (3 * 7 + 2, 4 * 7 + 2)
     assert grid_cell_at(2 + 7 * 1 + 1, 2 + 7 * 2 + 1, 10, shape) == 9
     assert grid_cell_at(2 + 7 * 2 + 1, 2 + 7 * 2 + 1, 10, shape) is None
@@ -63,7 +64,8 @@ def test_ring8_path_from_live_generator(window, qtbot):
     panel.frames_spin.setValue(7)
     panel.select_cell(3)
     panel.select_cell(40)
-    assert panel.endpoints().first == 3 and panel.endpoints().second == 40
+    assert panel.endpoints().first == 3
+    assert panel.endpoints().second == 40
     assert panel.start()
     qtbot.waitUntil(lambda: panel.result is not None, timeout=RUN_TIMEOUT_MS)
 

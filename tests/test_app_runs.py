@@ -1,9 +1,7 @@
 """Runs panel, comparison, forks, exports and the torchrun command, on real run folders."""
 
-import json
 import os
 import shlex
-import time
 from pathlib import Path
 
 import numpy as np
@@ -96,12 +94,16 @@ def test_panel_rename_and_delete(panel, runs_root, monkeypatch):
     assert panel.run_names() == ["new-name"]
     assert not (runs_root / "old").exists()
 
-    asked = []
-    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: asked.append(args[2])
-                        or QMessageBox.StandardButton.Yes)
+    questions = []
+
+    def confirm(*args, **kwargs):
+        questions.append(args[2])
+        return QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QMessageBox, "question", confirm)
     trashed = panel.delete_run(runs_root / "new-name")
-    assert len(asked) == 1
-    assert "new-name" in asked[0]
+    assert len(questions) == 1
+    assert "new-name" in questions[0]
     assert trashed == runs_root / run_index.TRASH_DIR / "new-name"
     assert (trashed / runs.CONFIG_FILE).is_file()
     assert panel.run_names() == []

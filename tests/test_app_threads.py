@@ -73,6 +73,8 @@ def poisoned_factory(config, run_dir):
     return trainer
 
 
+# The samples view gets NaN points from the poisoned generator, and pyqtgraph's bounds warn.
+@pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")
 def test_nan_fails_run(qtbot, tmp_path):
     win = MainWindow(runs_dir=tmp_path / "runs", trainer_factory=poisoned_factory)
     qtbot.addWidget(win)
@@ -94,3 +96,19 @@ def test_nan_fails_run(qtbot, tmp_path):
     assert status["state"] == "failed"
     assert status["message"] == text
     assert run_index.describe_run(run_dir).state == "failed"
+
+
+def test_close_during_fid(window, qtbot):
+    with qtbot.waitSignal(window.run_started, timeout=30_000):
+        assert window.start_run()
+    fid_panel = window.analysis.fid_panel
+    fid_panel.extractor_combo.setCurrentIndex(fid_panel.extractor_combo.findData("points"))
+    fid_panel.n_spin.setValue(1_000_000)   # large enough to be still computing when the window closes
+    assert fid_panel.start()
+    job = fid_panel.job
+    qtbot.waitUntil(job.isRunning, timeout=5000)
+
+    window.close()
+    assert window.thread is None
+    assert fid_panel.job is None
+    assert not job.isRunning()

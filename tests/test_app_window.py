@@ -154,14 +154,14 @@ def test_invalid_field_disables_start(window, qtbot):
 def test_trainer_error_shows_message(window, qtbot):
     def failing_factory(config, run_dir):
         trainer = default_trainer_factory(config, run_dir)
-        original = trainer.train_step
+        original = trainer.advance
 
-        def train_step():
+        def advance():
             if trainer.step == 3:
                 raise RuntimeError("simulated failure at step 3")
             return original()
 
-        trainer.train_step = train_step
+        trainer.advance = advance
         return trainer
 
     window.trainer_factory = failing_factory
@@ -308,15 +308,15 @@ def test_close_waits_for_slow_step(window, qtbot, monkeypatch):
 
     def slow_factory(config, run_dir):
         trainer = default_trainer_factory(config, run_dir)
-        original = trainer.train_step
+        original = trainer.advance
 
-        def train_step():
+        def advance():
             if trainer.step == 5:
                 blocked.set()
                 release.wait(timeout=30)   # one step that outlasts the close timeout
             return original()
 
-        trainer.train_step = train_step
+        trainer.advance = advance
         return trainer
 
     window.trainer_factory = slow_factory

@@ -38,6 +38,12 @@ class FakeTrainer:
         self.step += 1
         return {"step": self.step, "loss_d": 0.5 * self.step, "loss_g": -1.0, "wall_time": 0.0}
 
+    def advance(self):
+        return [self.train_step()]
+
+    def flush_metrics(self):
+        return []
+
     def samples(self):
         self.sampled_at.append(self.step)
         return np.full((4, 2), self.step, dtype=np.float32)

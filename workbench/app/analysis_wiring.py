@@ -10,6 +10,7 @@ connects them to each training thread. The window calls
 from __future__ import annotations
 
 import logging
+import weakref
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
@@ -31,7 +32,10 @@ class AnalysisTools:
     """Own the analysis widgets of ``window`` (a MainWindow) and relay between them and the thread."""
 
     def __init__(self, window, cache_dir=None):
-        self.window = window
+        # A weak reference, so the window and this object form no reference cycle: the cyclic
+        # garbage collector can run in any thread, and a window deleted from the training
+        # thread crashes Qt.
+        self._window = weakref.ref(window)
         samples = window.samples_view
         self.overlay = PlaneOverlay(samples.scatter_widget, samples.real_scatter, samples.fake_scatter)
         samples.stack.widget(1).layout().addWidget(self.overlay)
@@ -50,6 +54,10 @@ class AnalysisTools:
         self.docks[0].raise_()
         self._build_actions()
         self._connect_widgets()
+
+    @property
+    def window(self):
+        return self._window()
 
     # Construction ---------------------------------------------------------------------------
 
@@ -98,7 +106,7 @@ class AnalysisTools:
         for panel in (self.fid_panel, self.interpolation, self.neighbours):
             panel.set_live_provider(self._live_snapshot)
         window.run_started.connect(self._on_run_started)
-        window.run_finished.connect(lambda _summary: self._update_actions())
+        window.run_finished.connect(self._on_run_finished)
 
     # Called by the window -------------------------------------------------------------------
 
@@ -112,7 +120,7 @@ class AnalysisTools:
         thread.coverage_ready.connect(self._on_coverage)
         thread.alarm_fired.connect(self._on_alarm)
         thread.update_done.connect(self._on_update_done)
-        thread.state_changed.connect(lambda _state: self._update_actions())
+        thread.state_changed.connect(self._on_thread_state)
 
     def shutdown(self) -> None:
         """Cancel running jobs and wait for their threads; call before the training thread stops."""
@@ -135,6 +143,12 @@ class AnalysisTools:
         self.neighbours.set_run_dir(run_dir)
         thread = self.window.thread
         self.picker.count = thread.config.num_samples if thread is not None else 0
+        self._update_actions()
+
+    def _on_run_finished(self, _summary) -> None:
+        self._update_actions()
+
+    def _on_thread_state(self, _state: str) -> None:
         self._update_actions()
 
     def _on_layers_changed(self, layers) -> None:

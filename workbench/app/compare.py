@@ -1,6 +1,6 @@
 """Compare runs: their curves overlaid on shared plots, one colour per run.
 
-Each plot shows one metric; each run gets one smoothed curve in every plot,
+Each plot shows one metric. Each run gets one smoothed curve in every plot,
 in the same colour everywhere, smoothed with the debiased moving average of
 the live plots. The x axis is the step or the wall time of training. A fork's
 curves continue its parent's (:func:`run_index.load_metrics_with_parent`).

@@ -199,7 +199,7 @@ class RunFollower(QObject):
         self.timer.timeout.connect(self.poll)
 
     def start(self) -> None:
-        """Read what the folder holds now, then poll it on the timer."""
+        """Read what the folder contains now, then poll it on the timer."""
         self.poll()
         self.timer.start()
 

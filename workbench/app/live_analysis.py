@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -29,8 +29,8 @@ from workbench.core.runs import CHECKPOINT_FILE, load_checkpoint
 logger = logging.getLogger(__name__)
 
 PLANE_LAYERS = ("heatmap", "arrows", "manifold")   # the layers computed in the training thread
-VIEW_INTERVAL_S = 0.15          # plane views are recomputed at most this often while training
-HEATMAP_RESOLUTION = 64         # grid points per side of the discriminator heat map
+VIEW_INTERVAL_S = 0.2           # plane views are recomputed at most this often while training
+HEATMAP_RESOLUTION = 48         # grid points per side of the discriminator heat map
 MANIFOLD_LINES = 11             # grid lines per family of the warped latent grid
 MANIFOLD_POINTS = 41            # points per grid line
 MANIFOLD_SPAN = 2.0             # the latent grid covers [-2, 2] in two latent dimensions
@@ -45,7 +45,7 @@ EVENTS_FILE = "events.jsonl"
 
 @dataclass(frozen=True)
 class PlaneFrame:
-    """What the 2D view draws for one step; a layer that was not requested is None.
+    """The layers the 2D view draws for one step; a layer that was not requested is None.
 
     ``heatmap[i, j]`` is the discriminator's output at ``(xs[j], ys[i])`` of a
     grid spanning ``xlim`` and ``ylim`` with both ends included. ``arrows`` are
@@ -120,7 +120,6 @@ class GeneratorSnapshot:
     dataset: Any
     loss: str
     run_dir: Path | None
-    extra: dict = field(default_factory=dict)
 
 
 # Snapshots ------------------------------------------------------------------------------------

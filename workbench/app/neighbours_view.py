@@ -3,7 +3,7 @@
 A click on a grid cell selects the sample. The search runs in a job thread,
 in the domain classifier's feature space when a classifier for the data set
 is cached (the FID domain extractor or the coverage monitor trains one), and
-in pixel space otherwise. The label says which.
+in pixel space otherwise, and the label names the space used.
 """
 
 from __future__ import annotations

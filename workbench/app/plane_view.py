@@ -19,7 +19,7 @@ from workbench.app.live_analysis import PLANE_LAYERS, PlaneFrame
 
 logger = logging.getLogger(__name__)
 
-ARROW_FRACTION = 0.08   # the longest arrow spans this fraction of the plane's width
+ARROW_FRACTION = 0.08   # the maximum arrow length, as a fraction of the plane's width
 ARROW_COLOR = (20, 20, 20, 200)
 MANIFOLD_COLOR = (31, 119, 180, 170)
 PATH_COLOR = (148, 103, 189, 230)

@@ -39,6 +39,7 @@ class RunBrowser(QObject):
         self.open_run_dir: Path | None = None      # the run shown by following, if any
         self.trained_run_dir: Path | None = None   # the run trained last in the window
         self._parent_rows = np.empty((0, len(METRIC_COLUMNS)))
+        self._steps_total = 0   # the open run's configured steps, for the status bar
         self._build_docks()
         self._build_actions()
         window.run_started.connect(self._on_window_run_started)

@@ -1,8 +1,8 @@
 """The runs panel: the run folders under the runs folder, with their state and last FID.
 
 The table is refreshed from :func:`workbench.core.run_index.list_runs` every
-``REFRESH_MS`` while the panel is visible; that reads only small files (config,
-status, parent, fid.csv and the last 4 KiB of metrics.csv) of each run. The
+``REFRESH_MS`` while the panel is visible. Each refresh reads only small files of
+each run: config, status, parent, fid.csv and the last 4 KiB of metrics.csv. The
 panel asks for nothing itself: opening, forking and comparing runs are signals
 for the window to act on.
 """
@@ -216,7 +216,7 @@ class RunsPanel(QWidget):
         item.setCheckState(NAME, Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
 
     def rename_run(self, path: str | Path, new_name: str) -> Path | None:
-        """Rename a run folder; show the error and return None when it fails."""
+        """Rename a run folder and return its new path, or show the error and return None."""
         try:
             target = run_index.rename_run(path, new_name)
         except ConfigError as error:
@@ -227,7 +227,7 @@ class RunsPanel(QWidget):
         return target
 
     def delete_run(self, path: str | Path) -> Path | None:
-        """Ask for confirmation, then move the run folder to the trash; return its new path or None."""
+        """Ask for confirmation, then move the run folder to the trash and return its new path (None if declined or failed)."""
         path = Path(path)
         answer = QMessageBox.question(
             self, "Delete run", f"Move the run {path.name} to {path.parent / run_index.TRASH_DIR}?\n"

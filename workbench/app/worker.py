@@ -258,6 +258,7 @@ class TrainingThread(QThread):
         while not trainer.finished:
             action = self._next_action()
             if action == _Action.STOP:
+                self._rows.extend(trainer.flush_metrics())
                 self._flush()
                 return "stopped"
             if action == _Action.CHECKPOINT:
@@ -267,12 +268,14 @@ class TrainingThread(QThread):
                 self._serve_request(trainer, action)
                 continue
 
-            self._rows.append(trainer.train_step())
+            # advance() reads metrics back from a GPU in batches, not after every step.
+            self._rows.extend(trainer.advance())
             self._analyse(trainer)
             if self._sample_due(trainer):
                 self._send_samples(trainer, force=True)
             if time.monotonic() - self._last_emit >= EMIT_INTERVAL_S:
                 self._flush()
+        self._rows.extend(trainer.flush_metrics())
         self._flush()
         if self._last_sample_step != trainer.step:
             self._send_samples(trainer, force=True)
