@@ -237,11 +237,30 @@ def _training_lateness(options: Options, preset: str, data: str, sample_every: i
     return _lateness_result(f"{preset} on {data.partition(':')[0]}, {text}", run.lateness_ms, extra)
 
 
+def _idle_lateness(options: Options) -> Result:
+    """Return the lateness of an idle window: the floor this machine's load sets for the other cases."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    seconds = 1.0 if options.quick else 5.0
+    window = open_window(options, "ring8", "wgan-gp", steps=10, sample_every=50)
+    probe = LatenessProbe()
+    loop = QEventLoop()
+    try:
+        probe.start()
+        QTimer.singleShot(int(seconds * 1000), loop.quit)
+        loop.exec()
+        lateness = probe.stop()
+    finally:
+        window.close()
+    return _lateness_result("idle window (reference)", lateness, f"no training, {seconds:.0f} s")
+
+
 def measure_responsiveness(options: Options) -> list[Result]:
     """p99 lateness of a 10 ms GUI timer while training, refreshing samples and computing FID."""
     mnist = _mnist_spec(options)
     have_mnist = (options.mnist_dir / "t10k-images-idx3-ubyte.gz").is_file()
-    results = [_training_lateness(options, "wgan-gp", "ring8", 50, "samples view every 50 steps")]
+    results = [_idle_lateness(options)]
+    results.append(_training_lateness(options, "wgan-gp", "ring8", 50, "samples view every 50 steps"))
     if have_mnist:
         results.append(_training_lateness(options, "dcgan", mnist, 50, "samples view every 50 steps"))
         results.append(_training_lateness(options, "dcgan", mnist, 1, "sample grid every step"))
