@@ -25,8 +25,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/gan-workbench
 
+# One torch thread per process: the tests train small models, and several
+# threads spin-waiting on each other stall badly on a busy 2-core machine.
 test: $(DEV_STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
+	OMP_NUM_THREADS=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 bench: $(DEV_STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m benchmarks

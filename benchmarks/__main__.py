@@ -73,7 +73,7 @@ def selected_figures(only: str) -> list[str]:
 
 
 def run_figure(name: str, options: Options) -> list[Result]:
-    """Measure one figure; a failure becomes a row that says so instead of ending the run."""
+    """Measure one figure; a failure becomes a row with the error instead of ending the run."""
     module_name, function_name, title = FIGURES[name]
     try:
         function = getattr(importlib.import_module(module_name), function_name)
@@ -134,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             sections[name] = results
             print(format_table(results), flush=True)
 
-    output = args.output if args.output is not None else (None if args.quick else DEFAULT_OUTPUT)
+    output = args.output
+    if output is None and not args.quick:
+        output = DEFAULT_OUTPUT
     if output is not None:
         header = f"Measured {today()} with `{command_line()}` on {machine}."
         titles = {name: FIGURES[name][2] for name in sections}

@@ -1,11 +1,11 @@
 """FID figures: the Fréchet distance against a sqrtm-based reference, and feature extraction speed.
 
 Fréchet distance: :func:`workbench.core.fid.frechet_distance` and
-:func:`sqrtm_distance` (``scipy.linalg.sqrtm`` of S1 S2, the method of
-pytorch-fid 0.3's ``calculate_frechet_distance``) run alternately on the
-same statistics at 2048 dimensions, for covariances of full rank (4096
-samples) and of rank below the dimension (1000 samples, common when FID is
-computed on fewer than 2048 images).
+:func:`sqrtm_distance` run alternately on the same statistics at 2048
+dimensions. The reference takes ``scipy.linalg.sqrtm`` of S1 S2, the method of
+pytorch-fid 0.3's ``calculate_frechet_distance``. The covariances are of full
+rank (4096 samples) or of rank below the dimension (1024 samples, as when FID
+is computed on fewer than 2048 images).
 
 Feature extraction: our Inception-v3 (``prepare_images`` then
 ``FIDInceptionV3``, what ``InceptionExtractor`` calls) and pytorch-fid's

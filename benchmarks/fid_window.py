@@ -26,12 +26,12 @@ QUICK_SAMPLES = 500
 TIMEOUT_S = 900
 
 
-def wait_until(app, condition, timeout_s: float, what: str) -> None:
+def wait_until(app, condition, timeout_s: float, description: str) -> None:
     """Process events until ``condition()`` is true; raise RuntimeError after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {description}")
         app.processEvents()
         time.sleep(0.001)
 

@@ -2,9 +2,9 @@
 
 Every figure is a ratio against a reference measured in the same process, or an
 absolute time with a fixed goal. Ratios come from interleaved repetitions: the
-candidate and the reference run alternately (A B A B ...), each pair gives one
-ratio, and the figure is the median of those ratios, so a burst of load from
-another process spoils one pair rather than one side.
+candidate and the reference run alternately (A B A B ...) and each pair gives one
+ratio. The figure is the median of those ratios, so a burst of load from another
+process spoils one pair rather than one side.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :class:`MinimalLoop` builds the same networks as the trainer (``build_models``
 with the same seed, widths, noise size and discriminator normalization), the
-same optimizers, losses and Lipschitz constraint, and runs the same updates:
+same optimizers, losses and Lipschitz constraint. It runs the same updates:
 ``n_critic`` discriminator steps, each on a fresh batch with the generator's
 output computed without autograd, then one generator step with the
 discriminator's parameters frozen. It records no metrics, computes no gradient

@@ -57,7 +57,7 @@ IN_PROCESS_VARIANTS = (
 
 @dataclass(frozen=True)
 class ThreadSetting:
-    """How a child process runs: intra-op threads and OpenMP's wait policy ('' keeps the default)."""
+    """Thread settings of a child process: intra-op threads and OpenMP's wait policy ('' keeps the default)."""
 
     threads: int
     wait_policy: str = ""

@@ -36,7 +36,7 @@ _run_numbers = itertools.count()
 
 @dataclass
 class WindowRun:
-    """What one run in the window measured."""
+    """Speed and timer lateness of one run in the window."""
 
     steps: int
     seconds: float
@@ -48,8 +48,8 @@ class WindowRun:
 
 
 def _log_qt_message(_kind, _context, message: str) -> None:
-    # The offscreen platform cannot pass size hints to a window manager and says
-    # so whenever a window's minimum size changes; that is not a defect.
+    # The offscreen platform cannot pass size hints to a window manager and logs a
+    # warning whenever a window's minimum size changes. That is not a defect.
     if "propagateSizeHints" not in message:
         logger.warning("Qt: %s", message)
 
@@ -90,7 +90,7 @@ class LatenessProbe:
 
 
 def open_window(options: Options, data: str, preset: str, steps: int, sample_every: int):
-    """Return a shown MainWindow whose form holds a valid config for the run."""
+    """Return a shown MainWindow whose form contains a valid config for the run."""
     from workbench.app.main_window import MainWindow
 
     application(options)

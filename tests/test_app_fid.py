@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QTimer, Qt
 
-from workbench.app.fid_panel import FIDPanel, append_fid_record
+from workbench.app.fid_panel import FIDPanel
 from workbench.app.main_window import MainWindow
 from workbench.core import runs
 
@@ -32,9 +32,9 @@ def choose(combo, value):
 
 
 def test_fid_csv_upgrades_old_header(tmp_path):
-    runs.append_fid(tmp_path, 100, 12.5, "inception", 10000)   # the four-column format of the CLI
-    append_fid_record(tmp_path, 200, 7.25, "domain-abc", 500, 0.5, 0.25)
-    append_fid_record(tmp_path, 300, 6.0, "points", 1000, None, None)
+    (tmp_path / "fid.csv").write_text("step,value,extractor,n\n100,12.5,inception,10000\n")  # the older format
+    runs.append_fid(tmp_path, 200, 7.25, "domain-abc", 500, 0.5, 0.25)
+    runs.append_fid(tmp_path, 300, 6.0, "points", 1000, None, None)
 
     with open(tmp_path / "fid.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))

@@ -59,7 +59,9 @@ def test_markdown_sections_replaced_in_order(tmp_path):
     assert text.index("bench:engine start") < text.index("bench:plot start")
     assert "| redraw | 14 ms |" in text
     assert "12 ms" not in text
-    assert "run 2" in text and "run 3" in text and "run 1" not in text
+    assert "run 2" in text
+    assert "run 3" in text
+    assert "run 1" not in text
 
 
 def test_only_rejects_unknown_figure():

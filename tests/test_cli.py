@@ -25,18 +25,18 @@ def _empty_run(tmp_path):
 
 
 BAD_OPTIONS = [
-    (["--lr-g", "0"], "lr_g", "0"),
-    (["--lr-d", "-0.001"], "lr_d", "-0.001"),
-    (["--batch-size", "0"], "batch_size", "0"),
-    (["--batch-size", "-4"], "batch_size", "-4"),
-    (["--steps", "0"], "steps", "0"),
-    (["--n-critic", "0"], "n_critic", "0"),
-    (["--steps", "ten"], "steps", "'ten'"),
-    (["--preset", "biggan"], "preset", "'biggan'"),
-    (["--loss", "kl"], "loss", "'kl'"),
-    (["--constraint", "dropout"], "constraint", "'dropout'"),
-    (["--betas", "0.5", "1.5"], "betas", "1.5"),
-    (["--device", "tpu"], "device", "'tpu'"),
+    (["--lr-g", "0"], "--lr-g", "0"),
+    (["--lr-d", "-0.001"], "--lr-d", "-0.001"),
+    (["--batch-size", "0"], "--batch-size", "0"),
+    (["--batch-size", "-4"], "--batch-size", "-4"),
+    (["--steps", "0"], "--steps", "0"),
+    (["--n-critic", "0"], "--n-critic", "0"),
+    (["--steps", "ten"], "--steps", "'ten'"),
+    (["--preset", "biggan"], "--preset", "'biggan'"),
+    (["--loss", "kl"], "--loss", "'kl'"),
+    (["--constraint", "dropout"], "--constraint", "'dropout'"),
+    (["--betas", "0.5", "1.5"], "--betas", "1.5"),
+    (["--device", "tpu"], "--device", "'tpu'"),
 ]
 
 
@@ -54,7 +54,7 @@ def test_unknown_data_spec(tmp_path, capsys):
     code, lines = _run_bad(capsys, ["train", "--data", "imagenet:/x", "--out", str(tmp_path / "r")])
     assert code == 2
     assert len(lines) == 1
-    assert "data" in lines[0] and "imagenet" in lines[0]
+    assert "--data" in lines[0] and "imagenet" in lines[0]
     assert "ring8" in lines[0]  # lists the allowed kinds
 
 
@@ -99,7 +99,7 @@ def test_fewer_images_than_batch(tmp_path, capsys):
                                     "--out", str(tmp_path / "r")])
     assert code == 2
     assert len(lines) == 1
-    assert "batch" in lines[0] and "5" in lines[0]
+    assert "--batch-size" in lines[0] and "5" in lines[0]
     assert not (tmp_path / "r").exists()
 
 
@@ -159,7 +159,7 @@ def test_no_traceback_in_subprocess(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
-    assert "lr_g" in result.stderr
+    assert "--lr-g" in result.stderr
 
 
 def test_version_flag(capsys):
@@ -174,3 +174,26 @@ def test_mnist_run_from_cli(tmp_path, capsys):
     assert main(["train", "--data", f"mnist:{data}", "--preset", "dcgan", "--steps", "2", "--width", "8",
                  "--batch-size", "16", "--out", str(tmp_path / "run"), "--quiet"]) == 0
     assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
+
+
+def test_resume_rejects_changed_data_and_preset(tmp_path, capsys):
+    argv = _empty_run(tmp_path) + ["--width", "8", "--quiet"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    for extra, option in ((["--data", "grid25"], "--data"), (["--preset", "wgan"], "--preset"),
+                          (["--steps", "2"], "--steps")):
+        code, lines = _run_bad(capsys, ["train", "--resume", "--out", str(tmp_path / "run"), *extra])
+        assert code == 2
+        assert len(lines) == 1
+        assert lines[0].startswith(f"gan-workbench: error: {option}:")
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3  # header and the two original steps, untouched
+
+
+def test_unwritable_out_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, lines = _run_bad(capsys, ["train", "--data", "ring8", "--out", str(blocker / "run")])
+    assert code == 2
+    assert len(lines) == 1
+    assert "--out" in lines[0] and "cannot create the run folder" in lines[0]

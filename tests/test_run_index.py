@@ -147,7 +147,8 @@ def test_fid_csv_torn_line(tmp_path):
     runs.append_fid(tmp_path, 5, 30.0, "inception", 500)
     with open(tmp_path / runs.FID_FILE, "a") as handle:
         handle.write("10,2")  # a crash mid-line
-    assert runs.read_fid(tmp_path) == [{"step": 5, "value": 30.0, "extractor": "inception", "n": 500}]
+    assert runs.read_fid(tmp_path) == [{"step": 5, "value": 30.0, "extractor": "inception", "n": 500,
+                                        "precision": None, "recall": None}]
 
 
 def test_last_metrics_step_skips_torn_line(tmp_path):

@@ -91,8 +91,10 @@ def gather_train_values(args: argparse.Namespace) -> dict[str, Any]:
     from workbench.core import runs
 
     values: dict[str, Any] = {}
+    saved: dict[str, Any] = {}
     if args.resume and (args.out / runs.CONFIG_FILE).is_file():
-        values.update(runs.read_config(args.out))
+        saved = runs.read_config(args.out)
+        values.update(saved)
     if args.config is not None:
         values.update(load_config_file(args.config))
     for name in (*TRAIN_OPTIONS, "betas"):
@@ -101,7 +103,36 @@ def gather_train_values(args: argparse.Namespace) -> dict[str, Any]:
             values[name] = value
     if "data" not in values:
         raise ConfigError("data", "missing; pass --data SPEC, for example --data ring8 or --data mnist:PATH")
+    if saved:
+        check_resume_changes(saved, values)
     return values
+
+
+def check_resume_changes(saved: dict[str, Any], values: dict[str, Any]) -> None:
+    """Reject changes that a resumed run cannot honour: its data set and its preset label.
+
+    The checkpoint holds the position in the data, so another data set would
+    silently continue with a stale sampler; a new preset name would not re-apply
+    the preset's values over the saved ones, so config.json would contradict itself.
+    """
+    from workbench.core.data import parse_data_spec
+
+    if str(parse_data_spec(str(values["data"]))) != str(parse_data_spec(str(saved["data"]))):
+        raise ConfigError("data", f"a resumed run keeps its data set {saved['data']!r}; to train on "
+                                  f"{values['data']!r}, start a new run (or fork this one in the window)")
+    if values.get("preset", "custom") != saved.get("preset", "custom"):
+        raise ConfigError("preset", f"a resumed run keeps its preset {saved.get('preset')!r}; change single "
+                                    "settings such as --lr-g instead, or start a new run")
+
+
+def check_resume_steps(args: argparse.Namespace, steps: int) -> None:
+    """Raise ConfigError when --steps does not go past the checkpoint's step."""
+    from workbench.core import runs
+
+    done = int(runs.load_checkpoint(args.out / runs.CHECKPOINT_FILE)["step"])
+    if steps <= done:
+        raise ConfigError("steps", f"the run is already at step {done}; pass --steps greater than {done} "
+                                   "to continue it")
 
 
 class ProgressBar:
@@ -169,6 +200,8 @@ def _train(args: argparse.Namespace, show_bar: bool) -> int:
     from workbench.core.trainer import NonFiniteError, Trainer
 
     config = build_config(gather_train_values(args))
+    if args.resume:
+        check_resume_steps(args, config.steps)
     # Under torchrun, join the process group; only rank 0 reports progress.
     context = distributed.init_from_env(config.device)
     is_main = context is None or context.rank == 0
@@ -222,5 +255,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_app(sys.argv[:1] if argv is None else ["gan-workbench", *argv])
     except ConfigError as error:
-        print(f"gan-workbench: error: {error}", file=sys.stderr)
+        print(f"gan-workbench: error: {describe_error(error, args.command)}", file=sys.stderr)
         return 2
+
+
+def describe_error(error: ConfigError, command: str | None) -> str:
+    """Return the error's message, naming the command-line option where the field is one."""
+    if command == "train" and error.field in (*TRAIN_OPTIONS, "betas", "out", "config"):
+        return f"--{error.field.replace('_', '-')}: {error.detail}"
+    return str(error)

@@ -9,8 +9,6 @@ run folder's fid.csv.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import threading
@@ -26,46 +24,16 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.app.live_analysis import SnapshotSource
-from workbench.core.runs import FID_FILE, atomic_write_bytes
+from workbench.core import runs
 
 logger = logging.getLogger(__name__)
 
-FID_CSV_COLUMNS = ("step", "value", "extractor", "n", "precision", "recall")
 DEFAULT_N = 10_000
 FID_SEED = 0                # the fake samples come from this noise seed, so repeated FIDs are comparable
 CLOSE_TIMEOUT_MS = 10_000   # how long shutdown waits for a cancelled job
 FEATURE_DIMS = {"inception": 2048, "domain": 128, "points": 2}
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 WARNING_STYLE = "color: #b35900;"
-
-
-def append_fid_record(run_dir: str | Path, step: int, value: float, extractor: str, n: int,
-                      precision: float | None, recall: float | None) -> Path:
-    """Append one row to ``run_dir/fid.csv`` by rewriting the file atomically; return its path.
-
-    A file written with the older four columns (step, value, extractor, n) is
-    rewritten with the precision and recall columns added and left empty for its rows.
-    """
-    path = Path(run_dir) / FID_FILE
-    rows = _read_fid_rows(path)
-    rows.append({"step": int(step), "value": repr(float(value)), "extractor": extractor, "n": int(n),
-                 "precision": "" if precision is None else repr(float(precision)),
-                 "recall": "" if recall is None else repr(float(recall))})
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, FID_CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
-    return path
-
-
-def _read_fid_rows(path: Path) -> list[dict]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    return [{column: record.get(column) or "" for column in FID_CSV_COLUMNS}
-            for record in csv.DictReader(io.StringIO(text)) if record.get("step")]
 
 
 @dataclass(frozen=True)
@@ -242,8 +210,8 @@ class FIDPanel(QWidget):
         self.folder_edit.setText("" if run_dir is None else str(run_dir))
         self._clear_plot()
         if run_dir:
-            for row in _read_fid_rows(Path(run_dir) / FID_FILE):
-                self._add_point(row["extractor"], int(row["step"]), float(row["value"]))
+            for row in runs.read_fid(run_dir):
+                self._add_point(row["extractor"], row["step"], row["value"])
         self._update_n_warning()
 
     # Running --------------------------------------------------------------------------------
@@ -313,11 +281,11 @@ class FIDPanel(QWidget):
         self._add_point(result.extractor, outcome.step, result.value)
         if outcome.run_dir is not None:
             try:
-                append_fid_record(outcome.run_dir, outcome.step, result.value, result.extractor,
+                runs.append_fid(outcome.run_dir, outcome.step, result.value, result.extractor,
                                   result.n_fake, result.precision, result.recall)
             except OSError as error:
                 self.notes_label.setText(f"The value was not saved: {error}")
-                logger.error("could not append to %s: %s", Path(outcome.run_dir) / FID_FILE, error)
+                logger.error("could not append to %s: %s", Path(outcome.run_dir) / runs.FID_FILE, error)
         self.result_added.emit(outcome)
 
     def _on_failed(self, message: str, weights_missing: bool) -> None:

@@ -28,7 +28,6 @@ from workbench.core.export import list_samples
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL_MS = 300
-EVENTS_FILE = "events.jsonl"
 # Bytes read per poll at most, so opening a huge metrics.csv does not freeze the window for long.
 MAX_READ_BYTES = 8 * 1024 * 1024
 
@@ -188,7 +187,7 @@ class RunFollower(QObject):
         super().__init__(parent)
         self.run_dir = Path(run_dir)
         self.metrics = MetricsTail(self.run_dir / runs.METRICS_FILE)
-        self.events = LineTail(self.run_dir / EVENTS_FILE)
+        self.events = LineTail(self.run_dir / runs.EVENTS_FILE)
         self.samples = SampleScanner(self.run_dir)
         self.min_step = -1     # rows at or below this step are dropped (set for a fork's own rows)
         self._failed_grids: list[tuple[int, Path]] = []

@@ -24,7 +24,7 @@ import torch
 
 from workbench.core import analysis
 from workbench.core.interpolate import latents_from_seed
-from workbench.core.runs import CHECKPOINT_FILE, load_checkpoint
+from workbench.core.runs import CHECKPOINT_FILE, EVENTS_FILE, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ PLANE_MARGIN = 1.25             # the plane extends 25% beyond the farthest real
 DIVERSITY_POINTS = 1000         # 2D points on each side of the diversity ratio
 CLASS_SAMPLES = 1000            # generated images classified for the class histogram
 COVERAGE_SEED = 0               # the coverage latents are the same at every evaluation
-EVENTS_FILE = "events.jsonl"
 
 
 # Messages sent to the GUI thread --------------------------------------------------------------

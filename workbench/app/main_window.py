@@ -20,8 +20,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import QByteArray, QCoreApplication, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QSpinBox, QSplitter,
-    QStackedWidget, QStyle,
+    QApplication, QDockWidget, QFileDialog, QFrame, QLabel, QMainWindow, QMessageBox, QSpinBox, QSplitter,
+    QScrollArea, QStackedWidget, QStyle,
 )
 
 from workbench.app.analysis_wiring import AnalysisTools
@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.run_browser = RunBrowser(self)   # runs panel, compare, forks, follow, exports
         self.analysis = AnalysisTools(self)   # FID, interpolation, coverage, neighbours, 2D layers
+        self._arrange_default_docks()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(1000 // REFRESH_HZ)
         self._refresh_timer.timeout.connect(self._on_refresh_timer)
@@ -128,6 +129,27 @@ class MainWindow(QMainWindow):
         self._on_validity_changed(self.setup.config is not None, self.setup.problem())
 
     # Construction ---------------------------------------------------------------------------
+
+    def _arrange_default_docks(self) -> None:
+        """Put the tool docks in tabs beside the log, so the setup form and plots keep their width.
+
+        Saved settings restore the user's own arrangement after this.
+        """
+        tools = [self.run_browser.runs_dock, *self.analysis.docks]
+        for dock in tools:
+            # A scroll area lets the tab group shrink below its tallest panel's minimum height.
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(dock.widget())
+            dock.setWidget(scroll)
+            self.removeDockWidget(dock)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+            self.tabifyDockWidget(self.log_dock, dock)
+            dock.show()
+        self.log_dock.raise_()
+        self.resizeDocks([self.setup_dock], [360], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.log_dock], [170], Qt.Orientation.Vertical)
 
     def _build_central(self) -> None:
         self.loss_plot = MetricPlot("Losses", [Series("loss_d", "D loss", D_COLOR),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from workbench.core.validation import ConfigError, coerce_choice, coerce_float, coerce_int

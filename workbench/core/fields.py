@@ -34,9 +34,9 @@ FIELDS: dict[str, FieldInfo] = {
     "constraint": FieldInfo("Constraint", "Lipschitz constraint on the discriminator: none, clip (weight "
                             "clipping), gp (gradient penalty) or sn (spectral normalization).",
                             "choice", choices=CONSTRAINTS),
-    "steps": FieldInfo("Steps", "Number of generator updates to train for.", "int", "steps", range_text=">= 1"),
+    "steps": FieldInfo("Steps", "Number of generator updates to train for.", "int", range_text=">= 1"),
     "batch_size": FieldInfo("Batch size", "Samples per batch, for every discriminator and generator update.",
-                            "int", "samples", range_text="1 to 65536"),
+                            "int", range_text="1 to 65536"),
     "n_critic": FieldInfo("n_critic", "Discriminator updates per generator step, each on its own batch.",
                           "int", "updates", range_text="1 to 100"),
     "optimizer": FieldInfo("Optimizer", "Optimizer for both networks.", "choice", choices=OPTIMIZERS),

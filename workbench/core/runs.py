@@ -46,7 +46,8 @@ RUN_STATES = ("running", "stopped", "finished", "failed")
 STATUS_HEARTBEAT_S = 30.0
 
 # Columns of fid.csv, in order.
-FID_COLUMNS = ("step", "value", "extractor", "n")
+EVENTS_FILE = "events.jsonl"   # one JSON object a line: alarms and other run events
+FID_COLUMNS = ("step", "value", "extractor", "n", "precision", "recall")
 
 # Keys that Trainer needs, besides "generator" and "config", to resume from a checkpoint.
 RESUME_KEYS = ("step", "discriminator", "opt_g", "opt_d", "fixed_noise", "rng_cpu", "sampler")
@@ -140,6 +141,19 @@ def check_run_dir(folder: Path, resume: bool, field: str = "out") -> None:
                                  "or choose a new folder")
     if folder.is_dir() and any(folder.iterdir()):
         raise ConfigError(field, f"{folder} is not empty; choose a new or empty folder for the run")
+    _check_writable_parent(folder, field)
+
+
+def _check_writable_parent(folder: Path, field: str) -> None:
+    """Raise ConfigError unless the folder's parent can be created and written to."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder.parent):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigError(field, f"cannot create the run folder {folder}: {reason}; "
+                                 "choose a folder in a writable location") from None
 
 
 def create_run_dir(folder: Path, config_dict: dict, files: dict[str, bytes] | None = None) -> None:
@@ -267,34 +281,49 @@ def last_metrics_step(path: Path) -> int | None:
     return None
 
 
-def append_fid(run_dir: Path, step: int, value: float, extractor: str, n: int) -> None:
-    """Append one FID evaluation to the run's fid.csv, writing the header on first use."""
-    path = Path(run_dir) / FID_FILE
-    is_new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        if is_new:
-            writer.writerow(FID_COLUMNS)
-        writer.writerow([int(step), repr(float(value)), extractor, int(n)])
+def append_fid(run_dir: Path, step: int, value: float, extractor: str, n: int,
+               precision: float | None = None, recall: float | None = None) -> Path:
+    """Append one FID evaluation to the run's fid.csv by rewriting the file atomically; return its path.
 
-
-def read_fid(run_dir: Path) -> list[dict]:
-    """Read fid.csv into dicts with step (int), value (float), extractor (str) and n (int).
-
-    Rows that do not parse, including a torn last line, are skipped. A missing file gives [].
+    A file written with the older four columns (step, value, extractor, n) is
+    rewritten with empty precision and recall cells for its rows.
     """
+    path = Path(run_dir) / FID_FILE
+    rows = _read_fid_cells(path)
+    rows.append({"step": str(int(step)), "value": repr(float(value)), "extractor": extractor, "n": str(int(n)),
+                 "precision": "" if precision is None else repr(float(precision)),
+                 "recall": "" if recall is None else repr(float(recall))})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, FID_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path, buffer.getvalue().encode("utf-8"))
+    return path
+
+
+def _read_fid_cells(path: Path) -> list[dict]:
+    """Read fid.csv as strings per column, skipping a torn last line; a missing file gives []."""
     try:
-        text = (Path(run_dir) / FID_FILE).read_text(encoding="utf-8", errors="replace")
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return []
     lines = text.split("\n")[:-1]  # the text after the last newline may be torn
-    reader = csv.DictReader(lines)
+    return [{column: record.get(column) or "" for column in FID_COLUMNS}
+            for record in csv.DictReader(lines) if record.get("step")]
+
+
+def read_fid(run_dir: Path) -> list[dict]:
+    """Read fid.csv into dicts: step (int), value (float), extractor (str), n (int),
+    precision and recall (float, or None where not computed). Rows that do not parse are skipped.
+    """
     rows = []
-    for record in reader:
+    for record in _read_fid_cells(Path(run_dir) / FID_FILE):
         try:
             rows.append({"step": int(record["step"]), "value": float(record["value"]),
-                         "extractor": str(record["extractor"]), "n": int(record["n"])})
-        except (KeyError, TypeError, ValueError):
+                         "extractor": str(record["extractor"]), "n": int(record["n"]),
+                         "precision": float(record["precision"]) if record["precision"] else None,
+                         "recall": float(record["recall"]) if record["recall"] else None})
+        except (TypeError, ValueError):
             continue
     return rows
 

@@ -87,7 +87,7 @@ def _missing_message(candidate: Path, origin: str) -> str:
     return (
         f"Inception weights not found at {candidate} ({origin}). Download {WEIGHTS_URL} "
         f"and put it at {hub_weights_path()} or name it with --weights FILE or "
-        f"${WEIGHTS_ENV_VAR}, or pass --download-weights (download=True) to fetch it; "
+        f"${WEIGHTS_ENV_VAR}, or pass --download-weights to fetch it; "
         f"offline, use --extractor domain instead"
     )
 
@@ -97,9 +97,17 @@ def _download(destination: Path) -> None:
     logger.info("downloading Inception weights from %s to %s", WEIGHTS_URL, destination)
     # download_url_to_file writes to a temporary file, checks the hash prefix
     # and only then moves the file into place.
-    torch.hub.download_url_to_file(
-        WEIGHTS_URL, str(destination), hash_prefix=WEIGHTS_SHA256_PREFIX, progress=True
-    )
+    try:
+        torch.hub.download_url_to_file(
+            WEIGHTS_URL, str(destination), hash_prefix=WEIGHTS_SHA256_PREFIX, progress=True
+        )
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a hash mismatch is a RuntimeError
+        reason = getattr(error, "reason", None) or str(error).splitlines()[0]
+        raise WeightsNotFoundError(
+            f"downloading the Inception weights from {WEIGHTS_URL} failed ({reason}); check the "
+            f"network, or download the file by hand and pass it with --weights FILE; offline, use "
+            f"--extractor domain instead"
+        ) from None
 
 
 @functools.lru_cache(maxsize=8)
