@@ -75,7 +75,7 @@ def test_consistency_error_at_named_field(panel):
 def test_validity_signal(panel, qtbot):
     with qtbot.waitSignal(panel.validity_changed) as blocker:
         panel.set_value("batch_size", "0")
-    assert blocker.args == [False, "Batch size (samples): must be at least 1, got 0"]
+    assert blocker.args == [False, "Batch size: must be at least 1, got 0"]
     with qtbot.waitSignal(panel.validity_changed) as blocker:
         panel.set_value("batch_size", "32")
     assert blocker.args == [True, ""]
@@ -123,7 +123,8 @@ def test_unavailable_device_is_invalid(panel):
 
 
 def test_label_shows_unit_and_range(panel):
-    assert panel.labels["batch_size"].text() == "Batch size (samples)"
+    assert panel.labels["batch_size"].text() == "Batch size"
+    assert panel.labels["sample_every"].text() == "Sample every (steps)"
     assert panel.editors["batch_size"].toolTip().endswith("Allowed: 1 to 65536.")
 
 

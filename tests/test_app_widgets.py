@@ -213,3 +213,12 @@ def test_long_history_drawn_decimated(qtbot):
     assert len(x) <= 2 * DISPLAY_BUCKETS + 20_000 // DISPLAY_BUCKETS
     assert y.max() == 50.0
     assert x[0] == 1
+
+
+def test_scatter_legend_lists_each_series_once(qtbot):
+    from workbench.app.samples_view import SamplesView
+
+    view = SamplesView()
+    qtbot.addWidget(view)
+    legend = view.scatter_widget.plotItem.legend
+    assert [label.text for _, label in legend.items] == ["real", "generated"]

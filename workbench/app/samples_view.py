@@ -62,13 +62,12 @@ class SamplesView(QWidget):
     def _build_points_page(self) -> QWidget:
         self.scatter_widget = pg.PlotWidget(title="Real and generated points")
         self.scatter_widget.setAspectLocked(True)
-        legend = self.scatter_widget.addLegend(offset=(-10, 10))
+        # Items added with a name after addLegend() join the legend by themselves.
+        self.scatter_widget.addLegend(offset=(-10, 10))
         self.real_scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(120, 120, 120, 110), name="real")
         self.fake_scatter = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(214, 39, 40, 170), name="generated")
         self.scatter_widget.addItem(self.real_scatter)
         self.scatter_widget.addItem(self.fake_scatter)
-        legend.addItem(self.real_scatter, "real")
-        legend.addItem(self.fake_scatter, "generated")
         self.points_label = QLabel("no samples yet")
         page = QWidget()
         layout = QVBoxLayout(page)

@@ -38,7 +38,7 @@ DATA_CHOICES = (
 PATH_HINTS = {
     "mnist": "folder with the MNIST IDX files (t10k-images-idx3-ubyte.gz, ...)",
     "fashion-mnist": "folder with the Fashion-MNIST IDX files",
-    "cifar10": "folder with the CIFAR-10 python batches or one sub-folder of images per class",
+    "cifar10": "folder with torchvision's cifar-10-batches-py (for JPEG folders, choose Image folder)",
     "folder": "folder of images (PNG, JPEG, ...), searched recursively",
 }
 
