@@ -233,7 +233,8 @@ class Trainer:
     def _real_batch(self) -> torch.Tensor:
         return self.sampler.next().to(self.device, non_blocking=True)
 
-    def _discriminator_step(self) -> dict[str, torch.Tensor]:
+    def _discriminator_step(self, record: bool = True) -> dict[str, torch.Tensor]:
+        """Run one discriminator update; with ``record``, return its metric tensors (else {})."""
         real = self._real_batch()
         with torch.no_grad():
             fake = self.generator(self._noise(real.shape[0]))
@@ -251,8 +252,11 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(self.discriminator, self.world_size)
-        values["grad_norm_d"] = _grad_norm(self.discriminator)
+        if record:
+            values["grad_norm_d"] = _grad_norm(self.discriminator)
         self.opt_d.step()
+        if not record:
+            return {}
         if self.config.loss == "bce":
             values["d_real"] = torch.sigmoid(scores_real.detach()).mean()
             values["d_fake"] = torch.sigmoid(scores_fake.detach()).mean()
@@ -279,12 +283,15 @@ class Trainer:
 
     def _update(self) -> None:
         """Run one generator step with its discriminator steps and queue its metrics on the device."""
-        self.generator.train()
-        self.discriminator.train()
+        # Setting the mode walks every submodule, so it is done only when it changed.
+        if not self.generator.training:
+            self.generator.train()
+        if not self.discriminator.training:
+            self.discriminator.train()
 
-        # Update the discriminator n_critic times, each on a fresh batch.
-        for _ in range(self.config.n_critic):
-            d_values = self._discriminator_step()
+        # Update the discriminator n_critic times, each on a fresh batch; the last one is recorded.
+        for index in range(self.config.n_critic):
+            d_values = self._discriminator_step(record=index == self.config.n_critic - 1)
             # Apply the Lipschitz constraint (spectral norm acts inside D's forward).
             if self.config.constraint == "clip":
                 clip_parameters(self.discriminator, self.config.clip_value)

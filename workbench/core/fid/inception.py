@@ -39,7 +39,7 @@ class ConvBN(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.bn(self.conv(x)))
+        return F.relu(self.bn(self.conv(x)), inplace=True)  # in place, as the reference: no new tensor per layer
 
 
 def _avg_pool_same(x: torch.Tensor) -> torch.Tensor:
