@@ -152,17 +152,18 @@ def _measure_preset(options: Options, preset: str, dataset, spec: str, described
     listed += "".join(f", {name} failed ({reason})" for name, reason in failures.items())
     threads_listed = ", ".join(f"{name} {value:.2f}x" for name, value in thread_speedups.items())
     # The baseline competes too, at 1.0, so "fastest" may name the current setting.
-    best = max({"baseline": 1.0, **speedups}.items(), key=lambda item: item[1])
+    best = max({"none, the baseline": 1.0, **speedups}.items(), key=lambda item: item[1])
     baseline_threads = thread_settings(threads)[0].name
-    best_threads = max({f"{baseline_threads} (baseline)": 1.0, **thread_speedups}.items(), key=lambda item: item[1])
+    best_threads = max({f"{baseline_threads}, the baseline": 1.0, **thread_speedups}.items(),
+                       key=lambda item: item[1])
     return [
         Result("throughput", f"{preset}: Trainer, default settings", trainer_time, "s/100 steps", None,
                f"{described}, batch {config.batch_size}, n_critic {config.n_critic}, torch threads {threads}, "
                f"no run folder; minimal loop baseline {100 * base / steps:.2f} s/100 steps"),
-        Result("throughput", f"{preset}: fastest option ({best[0]})", best[1], "x", None,
+        Result("throughput", f"{preset}: fastest option: {best[0]}", best[1], "x", None,
                f"speed-up of the minimal loop over its baseline: {listed}; {steps} steps per block, "
                f"{repeats} rotations"),
-        Result("throughput", f"{preset}: fastest threads ({best_threads[0]})", best_threads[1], "x", None,
+        Result("throughput", f"{preset}: fastest threads: {best_threads[0]}", best_threads[1], "x", None,
                f"speed-up over a child process with {baseline_threads}: {threads_listed}"),
     ]
 

@@ -124,7 +124,8 @@ def test_follower_emits(qtbot, tmp_path):
         assert grids[0][1].shape == (4, 6, 3)
         assert tuple(grids[0][1][0, 0]) == (255, 0, 0)
         assert events == [{"event": "fid", "step": 2}]
-        assert fids == [[{"step": 2, "value": 12.5, "extractor": "inception", "n": 500}]]
+        assert fids == [[{"step": 2, "value": 12.5, "extractor": "inception", "n": 500,
+                          "precision": None, "recall": None}]]
         append(tmp_path / runs.METRICS_FILE, metrics_line(3))
         qtbot.waitUntil(lambda: len(blocks) == 2, timeout=2000)
         assert list(blocks[1][:, 0]) == [3.0]

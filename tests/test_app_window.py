@@ -141,7 +141,7 @@ def test_invalid_field_disables_start(window, qtbot):
     assert not window.step_action.isEnabled()
     assert error.isVisibleTo(window)
     assert error.text() == "expected a whole number, got 'abc'"
-    assert "Steps (steps): expected a whole number" in window.start_action.toolTip()
+    assert "Steps: expected a whole number" in window.start_action.toolTip()
 
     click(qtbot, window, window.start_action)
     assert window.state == "idle"
