@@ -213,6 +213,8 @@ def describe_preset(config: TrainConfig) -> str:
         return "custom"
     for name, value in PRESETS[config.preset].items():
         current = getattr(config, name)
-        if tuple(current) != tuple(value) if name == "betas" else current != value:
+        if name == "betas":
+            current, value = tuple(current), tuple(value)
+        if current != value:
             return f"{config.preset} (modified)"
     return config.preset
