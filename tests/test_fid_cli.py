@@ -145,3 +145,19 @@ def test_cli_progress_line_erased():
     assert "FID: 100% (10/10)" in terminal.text
     line.clear()
     assert terminal.text.endswith("\r" + " " * len("FID: 100% (10/10)") + "\r")
+
+
+def test_cli_missing_fake_folder_named(tmp_path, capsys):
+    import argparse
+
+    from workbench.core.fid_cli import add_fid_arguments, run_fid
+
+    parser = argparse.ArgumentParser()
+    add_fid_arguments(parser)
+    missing = tmp_path / "no-such-run"
+    code = run_fid(parser.parse_args(["--fake", str(missing), "--extractor", "points"]))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "fake" in err
+    assert str(missing) in err
+    assert "real: missing" not in err

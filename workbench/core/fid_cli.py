@@ -107,8 +107,15 @@ def _compute(args: argparse.Namespace, progress: "_ProgressLine"):
 
 def _resolve_fake(fake: str, device, seed: int):
     """Return (fake, run config or None): a sampler for a run folder, else the spec text."""
+    from workbench.core.data import parse_data_spec
+
     folder = Path(fake).expanduser()
     if not folder.is_dir():
+        try:
+            parse_data_spec(fake, field="fake")
+        except ConfigError:
+            raise ConfigError("fake", f"{fake!r} is neither an existing run folder nor a data spec; give a "
+                                      "run folder that contains checkpoint.pt, or a spec such as folder:PATH") from None
         return fake, None
     if not (folder / CHECKPOINT_FILE).is_file():
         raise ConfigError("fake", f"{folder} has no {CHECKPOINT_FILE}; give a run folder, or "
