@@ -19,7 +19,7 @@ import pytest
 # Qt messages that are not defects of the code under test.
 IGNORED_QT_MESSAGES = (
     # The offscreen platform plugin (QT_QPA_PLATFORM=offscreen) cannot pass size hints to a
-    # window manager and says so whenever a shown window's minimum size changes.
+    # window manager and prints a warning whenever a shown window's minimum size changes.
     re.compile(r"This plugin does not support propagateSizeHints\(\)"),
 )
 

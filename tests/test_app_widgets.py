@@ -74,7 +74,8 @@ def test_plot_png_export(plot, tmp_path):
     path = plot.export_png(tmp_path / "plot.png")
     with Image.open(path) as image:
         assert image.format == "PNG"
-        assert image.width > 100 and image.height > 50
+        assert image.width > 100
+    assert image.height > 50
 
 
 def test_plot_log_scale(plot):

@@ -54,7 +54,8 @@ def test_unknown_data_spec(tmp_path, capsys):
     code, lines = _run_bad(capsys, ["train", "--data", "imagenet:/x", "--out", str(tmp_path / "r")])
     assert code == 2
     assert len(lines) == 1
-    assert "--data" in lines[0] and "imagenet" in lines[0]
+    assert "--data" in lines[0]
+    assert "imagenet" in lines[0]
     assert "ring8" in lines[0]  # lists the allowed kinds
 
 
@@ -99,7 +100,8 @@ def test_fewer_images_than_batch(tmp_path, capsys):
                                     "--out", str(tmp_path / "r")])
     assert code == 2
     assert len(lines) == 1
-    assert "--batch-size" in lines[0] and "5" in lines[0]
+    assert "--batch-size" in lines[0]
+    assert "5" in lines[0]
     assert not (tmp_path / "r").exists()
 
 
@@ -110,7 +112,8 @@ def test_existing_run_rejected_without_resume(tmp_path, capsys):
     code, lines = _run_bad(capsys, argv)
     assert code == 2
     assert len(lines) == 1
-    assert "already holds a run" in lines[0] and "--resume" in lines[0]
+    assert "already contains a run" in lines[0]
+    assert "--resume" in lines[0]
 
 
 def test_resume_extends_run(tmp_path, capsys):
@@ -196,4 +199,5 @@ def test_unwritable_out_folder(tmp_path, capsys):
     code, lines = _run_bad(capsys, ["train", "--data", "ring8", "--out", str(blocker / "run")])
     assert code == 2
     assert len(lines) == 1
-    assert "--out" in lines[0] and "cannot create the run folder" in lines[0]
+    assert "--out" in lines[0]
+    assert "cannot create the run folder" in lines[0]

@@ -111,7 +111,7 @@ def gather_train_values(args: argparse.Namespace) -> dict[str, Any]:
 def check_resume_changes(saved: dict[str, Any], values: dict[str, Any]) -> None:
     """Reject changes that a resumed run cannot honour: its data set and its preset label.
 
-    The checkpoint holds the position in the data, so another data set would
+    The checkpoint stores the position in the data, so another data set would
     silently continue with a stale sampler; a new preset name would not re-apply
     the preset's values over the saved ones, so config.json would contradict itself.
     """

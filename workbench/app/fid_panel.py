@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QProgressBar, QPushButton,
     QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
 
+from workbench.app.snapshot_job import SnapshotJob
 from workbench.app.live_analysis import SnapshotSource
 from workbench.core import runs
 
@@ -45,7 +45,7 @@ class FIDOutcome:
     result: object   # workbench.core.fid.FIDResult
 
 
-class FIDJob(QThread):
+class FIDJob(SnapshotJob):
     """Compute FID for one snapshot in this thread; cancellable between batches.
 
     Signals
@@ -64,23 +64,19 @@ class FIDJob(QThread):
 
     def __init__(self, source: SnapshotSource, n: int, extractor: str, cache_dir: str | Path | None = None,
                  parent=None):
-        super().__init__(parent)
-        self.source, self.n, self.extractor, self.cache_dir = source, n, extractor, cache_dir
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
+        super().__init__(source, parent)
+        self.n, self.extractor, self.cache_dir = n, extractor, cache_dir
 
     def run(self) -> None:
         from workbench.core.fid import Cancelled, FrechetError, WeightsNotFoundError, compute_fid, generator_sampler
 
         try:
-            snapshot = self.source.obtain(self._cancel.is_set)
+            snapshot = self.obtain_snapshot()
             if snapshot is None:
                 raise Cancelled("cancelled while waiting for the generator")
             sample = generator_sampler(snapshot.generator, snapshot.z_dim, seed=FID_SEED)
             result = compute_fid(snapshot.dataset, sample, self.n, self.extractor, cache_dir=self.cache_dir,
-                                 progress=self.progress.emit, cancel=self._cancel.is_set, seed=FID_SEED)
+                                 progress=self.progress.emit, cancel=self.is_cancelled, seed=FID_SEED)
             self.succeeded.emit(FIDOutcome(snapshot.step, snapshot.run_dir, result))
         except Cancelled:
             self.cancelled.emit()

@@ -12,18 +12,18 @@ from __future__ import annotations
 import logging
 import math
 import random
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox,
     QVBoxLayout, QWidget,
 )
 
+from workbench.app.snapshot_job import SnapshotJob
 from workbench.app.live_analysis import SnapshotSource
 
 logger = logging.getLogger(__name__)
@@ -128,19 +128,15 @@ class InterpolationResult:
     points: np.ndarray | None = None
 
 
-class InterpolationJob(QThread):
+class InterpolationJob(SnapshotJob):
     """Generate the frames of one interpolation in this thread."""
 
     succeeded = Signal(object)   # InterpolationResult
     failed = Signal(str)
 
     def __init__(self, source: SnapshotSource, endpoints: Endpoints, frames: int, method: str, parent=None):
-        super().__init__(parent)
-        self.source, self.endpoints, self.frames, self.method = source, endpoints, frames, method
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
+        super().__init__(source, parent)
+        self.endpoints, self.frames, self.method = endpoints, frames, method
 
     def run(self) -> None:
         import torch
@@ -149,7 +145,7 @@ class InterpolationJob(QThread):
         from workbench.core.interpolate import interpolation_path
 
         try:
-            snapshot = self.source.obtain(self._cancel.is_set)
+            snapshot = self.obtain_snapshot()
             if snapshot is None:
                 return
             z0, z1 = self._endpoints(snapshot)

@@ -9,14 +9,14 @@ in pixel space otherwise, and the label names the space used.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
+from workbench.app.snapshot_job import SnapshotJob
 from workbench.app.live_analysis import SnapshotSource
 
 logger = logging.getLogger(__name__)
@@ -46,23 +46,19 @@ def query_tensor(tile: np.ndarray, channels: int):
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float() / 127.5 - 1.0
 
 
-class NeighboursJob(QThread):
+class NeighboursJob(SnapshotJob):
     """Find the k training images nearest to a query tile."""
 
     succeeded = Signal(object)   # NeighboursResult
     failed = Signal(str)
 
     def __init__(self, source: SnapshotSource, tile: np.ndarray, k: int, cache_dir=None, parent=None):
-        super().__init__(parent)
-        self.source, self.tile, self.k, self.cache_dir = source, tile, k, cache_dir
-        self._cancel = threading.Event()
-
-    def cancel(self) -> None:
-        self._cancel.set()
+        super().__init__(source, parent)
+        self.tile, self.k, self.cache_dir = tile, k, cache_dir
 
     def run(self) -> None:
         try:
-            snapshot = self.source.obtain(self._cancel.is_set)
+            snapshot = self.obtain_snapshot()
             if snapshot is None:
                 return
             if not snapshot.is_image:

@@ -3,7 +3,7 @@
 The table is refreshed from :func:`workbench.core.run_index.list_runs` every
 ``REFRESH_MS`` while the panel is visible. Each refresh reads only small files of
 each run: config, status, parent, fid.csv and the last 4 KiB of metrics.csv. The
-panel asks for nothing itself: opening, forking and comparing runs are signals
+panel performs no action itself: opening, forking and comparing runs are signals
 for the window to act on.
 """
 

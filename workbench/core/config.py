@@ -1,7 +1,7 @@
 """Training configuration: one dataclass, the published presets and validation.
 
 :func:`build_config` is the only way front ends (CLI, config files, window)
-turn user input into a :class:`TrainConfig`; every value passes through the
+turn user input into a :class:`TrainConfig`. Every value passes through the
 coercers in :mod:`workbench.core.validation`, so the messages match everywhere.
 """
 

@@ -13,7 +13,7 @@ from workbench.core.config import CONSTRAINTS, D_NORMS, DEVICES, FIELD_NAMES, LO
 
 @dataclass(frozen=True)
 class FieldInfo:
-    """How one ``TrainConfig`` field is presented to a user."""
+    """Presentation of one ``TrainConfig`` field: label, help text, kind, unit and allowed values."""
 
     label: str
     help: str

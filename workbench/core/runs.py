@@ -127,17 +127,17 @@ def holds_run(folder: Path) -> bool:
 
 
 def check_run_dir(folder: Path, resume: bool, field: str = "out") -> None:
-    """Raise ConfigError unless ``folder`` can hold a new run (or, with resume, holds one)."""
+    """Raise ConfigError unless ``folder`` can take a new run (or, with resume, contains one)."""
     folder = Path(folder)
     if resume:
         if not (folder / CHECKPOINT_FILE).is_file():
-            raise ConfigError(field, f"cannot resume: {folder} holds no {CHECKPOINT_FILE}; "
+            raise ConfigError(field, f"cannot resume: {CHECKPOINT_FILE} not found in {folder}; "
                                      "start a new run without --resume")
         return
     if folder.exists() and not folder.is_dir():
         raise ConfigError(field, f"{folder} is a file; choose a folder for the run")
     if holds_run(folder):
-        raise ConfigError(field, f"{folder} already holds a run; pass --resume to continue it "
+        raise ConfigError(field, f"{folder} already contains a run; pass --resume to continue it "
                                  "or choose a new folder")
     if folder.is_dir() and any(folder.iterdir()):
         raise ConfigError(field, f"{folder} is not empty; choose a new or empty folder for the run")

@@ -145,7 +145,7 @@ class Trainer:
         self.z_dim = config.z_dim or (DEFAULT_IMAGE_Z_DIM if self.is_image else DEFAULT_POINT_Z_DIM)
         self.width = config.width or (DEFAULT_IMAGE_WIDTH if self.is_image else DEFAULT_POINT_WIDTH)
         self.d_norm = resolve_d_norm(config.d_norm, config.constraint, self.is_image)
-        # config.json records the sizes actually built, not the 0 that asks for the default.
+        # config.json records the sizes actually built, not the 0 that selects the default.
         self.config = dataclasses.replace(config, z_dim=self.z_dim, width=self.width)
         self.sampler = BatchSampler(self.dataset, config.batch_size, seed=config.seed,
                                     rank=self.rank, world_size=self.world_size)
