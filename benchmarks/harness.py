@@ -110,12 +110,19 @@ def interleave(candidate: Callable[[], float], reference: Callable[[], float], p
     """Run ``candidate`` and ``reference`` alternately ``pairs`` times each.
 
     Each callable runs one block of work and returns the seconds it measured
-    itself, so set-up outside the timed region does not count.
+    itself, so set-up outside the timed region does not count. The one that
+    goes first changes from pair to pair: on this machine the block that runs
+    second after a switch was up to 3% faster, which biased every ratio when
+    the candidate always went first.
     """
     times = PairedTimes()
     for index in range(pairs):
-        times.candidate.append(candidate())
-        times.reference.append(reference())
+        if index % 2 == 0:
+            times.candidate.append(candidate())
+            times.reference.append(reference())
+        else:
+            times.reference.append(reference())
+            times.candidate.append(candidate())
         logger.debug("pair %d: candidate %.4f s, reference %.4f s", index, times.candidate[-1],
                      times.reference[-1])
     return times

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from workbench.core.data import BatchSampler, ImageDataset, load_dataset, to_model_range
+from workbench.core.data.sampler import POINT_BLOCK
 from workbench.core.validation import ConfigError
 
 
@@ -124,6 +125,22 @@ def test_sampler_points():
     rank0 = BatchSampler(ring, 32, seed=0, rank=0, world_size=2).next()
     rank1 = BatchSampler(ring, 32, seed=0, rank=1, world_size=2).next()
     assert not torch.equal(rank0, rank1)
+
+
+@pytest.mark.parametrize("stop", [POINT_BLOCK - 2, POINT_BLOCK, POINT_BLOCK + 3])
+def test_sampler_points_resume_around_reseeding(stop):
+    # Point batches are drawn in blocks from one seeding; a resume inside a block, at its
+    # start, or just after it must replay to the same place.
+    ring = load_dataset("ring8")
+    expected = draw(BatchSampler(ring, 5, seed=11), stop + 4)
+    first = BatchSampler(ring, 5, seed=11)
+    draw(first, stop)
+    resumed = BatchSampler(ring, 5, seed=0)
+    resumed.load_state_dict(first.state_dict())
+    for index, batch in enumerate(draw(resumed, 4), start=stop):
+        assert torch.equal(batch, expected[index]), index
+    # Blocks are seeded apart: the first batch of block 1 differs from block 0's.
+    assert not torch.equal(expected[0], expected[POINT_BLOCK])
 
 
 def test_sampler_too_few_images():

@@ -32,7 +32,7 @@ from workbench.core.data import BatchSampler, load_dataset
 from workbench.core.losses import LOSS_FUNCTIONS
 from workbench.core.models import (DEFAULT_IMAGE_WIDTH, DEFAULT_IMAGE_Z_DIM, DEFAULT_POINT_WIDTH,
                                    DEFAULT_POINT_Z_DIM, build_models, resolve_d_norm)
-from workbench.core.render import image_grid, save_png, scatter_image
+from workbench.core.render import image_grid, save_png, save_scatter_png
 from workbench.core.validation import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ def describe_device(device: torch.device) -> str:
     return {"mps": "Apple MPS", "cpu": "CPU"}.get(device.type, str(device))
 
 
-def _grad_norm(module: nn.Module) -> torch.Tensor:
-    """Global L2 norm of all parameter gradients of ``module`` (0 when none exist)."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
+def _grad_norm(parameters: list[nn.Parameter]) -> torch.Tensor:
+    """Global L2 norm of the gradients of ``parameters`` (0 when none exist)."""
+    grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
@@ -116,7 +116,8 @@ class Trainer:
         self._resume_event = threading.Event()
         self._resume_event.set()
         self.metrics_callbacks: list[Callable[[dict], None]] = []
-        self._pending: list[tuple[int, float, torch.Tensor]] = []
+        # (step, elapsed, values): a tensor on the device, or floats already read on a single CPU process.
+        self._pending: list[tuple[int, float, torch.Tensor | list[float]]] = []
         self._last_flush = time.perf_counter()
         self._metrics = None
         self._status = None
@@ -170,6 +171,9 @@ class Trainer:
         self.discriminator.to(self.device)
         self.opt_g = self._make_optimizer(self.generator, config.lr_g)
         self.opt_d = self._make_optimizer(self.discriminator, config.lr_d)
+        # Listed once: walking the modules for their parameters twice a step cost 1% of a ring8 step.
+        self._g_parameters = list(self.generator.parameters())
+        self._d_parameters = list(self.discriminator.parameters())
         noise_rng = torch.Generator().manual_seed(config.seed + 1)
         self.fixed_noise = torch.randn(config.num_samples, self.z_dim, generator=noise_rng).to(self.device)
         self._real_points = None
@@ -227,11 +231,14 @@ class Trainer:
 
     def _own_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Return this process's slice of ``rows``, which contains one equal slice per process in rank order."""
+        if self.world_size == 1:
+            return rows
         n = rows.shape[0] // self.world_size
         return rows[self.rank * n:(self.rank + 1) * n]
 
     def _real_batch(self) -> torch.Tensor:
-        return self.sampler.next().to(self.device, non_blocking=True)
+        batch = self.sampler.next()
+        return batch if self.device.type == "cpu" else batch.to(self.device, non_blocking=True)
 
     def _discriminator_step(self, record: bool = True) -> dict[str, torch.Tensor]:
         """Run one discriminator update; with ``record``, return its metric tensors (else {})."""
@@ -253,7 +260,7 @@ class Trainer:
         loss.backward()
         distributed.average_gradients(self.discriminator, self.world_size)
         if record:
-            values["grad_norm_d"] = _grad_norm(self.discriminator)
+            values["grad_norm_d"] = _grad_norm(self._d_parameters)
         self.opt_d.step()
         if not record:
             return {}
@@ -275,7 +282,7 @@ class Trainer:
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(self.generator, self.world_size)
-            grad_norm = _grad_norm(self.generator)
+            grad_norm = _grad_norm(self._g_parameters)
             self.opt_g.step()
         finally:
             self.discriminator.requires_grad_(True)
@@ -299,14 +306,20 @@ class Trainer:
         # Update the generator.
         g_values = self._generator_step()
 
-        # Record metrics: stacked on the device, averaged over processes, read back in batches by flush_metrics.
+        # Record metrics: stacked on the device, averaged over processes, read back in batches by
+        # flush_metrics. A single CPU process reads the values now, because on the CPU that costs no
+        # wait and is cheaper than stacking them (0.2% of a ring8 step).
         values = {**d_values, **g_values}
-        nan = torch.full((), math.nan, device=self.device)
-        stacked = torch.stack([values[name].detach().float().reshape(()) if name in values else nan
-                               for name in VALUE_COLUMNS])
-        stacked = distributed.average_tensor(stacked, self.world_size)
+        if self.device.type == "cpu" and self.world_size == 1:
+            recorded: torch.Tensor | list[float] = [values[name].item() if name in values else math.nan
+                                                    for name in VALUE_COLUMNS]
+        else:
+            nan = torch.full((), math.nan, device=self.device)
+            recorded = torch.stack([values[name].detach().float().reshape(()) if name in values else nan
+                                    for name in VALUE_COLUMNS])
+            recorded = distributed.average_tensor(recorded, self.world_size)
         self.step += 1
-        self._pending.append((self.step, self.elapsed, stacked))
+        self._pending.append((self.step, self.elapsed, recorded))
 
     def update_discriminator_once(self) -> dict[str, float]:
         """Run one discriminator update (and the constraint) alone, to watch a single update.
@@ -359,7 +372,10 @@ class Trainer:
         """Read queued metrics from the device in one transfer, check them, write and report them."""
         if not self._pending:
             return []
-        values = torch.stack([item[2] for item in self._pending]).cpu().tolist()
+        if isinstance(self._pending[0][2], list):
+            values = [item[2] for item in self._pending]
+        else:
+            values = torch.stack([item[2] for item in self._pending]).cpu().tolist()
         rows = []
         for (step, wall_time, _), row_values in zip(self._pending, values):
             row = {"step": step, **dict(zip(VALUE_COLUMNS, row_values)), "wall_time": wall_time}
@@ -478,9 +494,11 @@ class Trainer:
 
     def save_samples(self) -> Path:
         samples = self.samples()
-        picture = samples if self.is_image else scatter_image(self.real_points(), samples)
         path = runs.sample_path(self.run_dir, self.step)
-        save_png(picture, path)
+        if self.is_image:
+            save_png(samples, path)
+        else:
+            save_scatter_png(self.real_points(), samples, path)
         return path
 
     # ----- checkpoints ----------------------------------------------------------

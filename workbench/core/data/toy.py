@@ -48,15 +48,17 @@ class PointMixture:
         self.modes = None if modes is None else np.asarray(modes, dtype=np.float64)
         self.mode_std = mode_std
         self.weights = None if modes is None else np.full(len(self.modes), 1.0 / len(self.modes))
+        # Tensor copies for sample(), made once: converting them per batch cost a fifth of a draw.
+        self._centres = None if modes is None else torch.as_tensor(self.modes, dtype=torch.float32)
+        self._probabilities = None if modes is None else torch.as_tensor(self.weights)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """Draw ``n`` points as an (n, 2) float32 CPU tensor."""
         if self.modes is None:
             return _sample_spiral(n, generator)
-        centres = torch.as_tensor(self.modes, dtype=torch.float32)
-        choice = torch.multinomial(torch.as_tensor(self.weights), n, replacement=True, generator=generator)
+        choice = torch.multinomial(self._probabilities, n, replacement=True, generator=generator)
         noise = torch.randn(n, 2, generator=generator) * self.mode_std
-        return centres[choice] + noise
+        return self._centres[choice] + noise
 
     def __repr__(self) -> str:
         count = "no discrete modes" if self.modes is None else f"{len(self.modes)} modes"
