@@ -120,6 +120,51 @@ def test_plot_x_axis_grows_in_doublings(plot):
     assert plot._x_upper_shown == 10_000   # capped at the run's last step
 
 
+def test_plot_y_range_hysteresis(plot):
+    plot.smoothing_slider.setValue(0)
+    plot.set_step_range(0, 10_000)
+    plot.history.append(metric_rows([1, 2], loss_d=[1.0, 3.0]))
+    plot.refresh()
+    # Values span [1, 3], so the range keeps 10% of 2 free on each side.
+    assert plot._y_shown == pytest.approx((0.8, 3.2))
+    np.testing.assert_allclose(plot.plot_item.vb.viewRange()[1], [0.8, 3.2])
+    # A value inside the range that keeps the span above half of it changes nothing.
+    plot.history.append(metric_rows([3], loss_d=[2.5]))
+    plot.refresh()
+    assert plot._y_shown == pytest.approx((0.8, 3.2))
+    # A value above the range widens it to the new span [1, 5].
+    plot.history.append(metric_rows([4], loss_d=[5.0]))
+    plot.refresh()
+    assert plot._y_shown == pytest.approx((0.6, 5.4))
+
+
+def test_plot_y_range_shrinks_and_stops_on_pan(plot):
+    plot.smoothing_slider.setValue(0)
+    plot.set_step_range(0, 10_000)
+    plot.history.append(metric_rows([1, 2], loss_d=[0.0, 10.0]))
+    plot.refresh()
+    assert plot._y_shown == pytest.approx((-1.0, 11.0))
+    # New values spanning 0.2 fill less than half of the 12 shown, so the range shrinks.
+    plot.history.clear()
+    plot.history.append(metric_rows([3, 4], loss_d=[1.0, 1.2]))
+    plot.refresh()
+    assert plot._y_shown == pytest.approx((0.98, 1.22))
+    # After the user pans or zooms, the range stays where the user left it.
+    plot._on_range_changed_manually()
+    plot.history.append(metric_rows([5], loss_d=[100.0]))
+    plot.refresh()
+    assert plot._y_shown == pytest.approx((0.98, 1.22))
+
+
+def test_plot_y_range_log_scale(plot):
+    plot.smoothing_slider.setValue(0)
+    plot.set_step_range(0, 10_000)
+    plot.history.append(metric_rows([1, 2, 3], loss_d=[0.1, 10.0, -1.0]))
+    plot.set_log_scale(True)
+    # In log mode the view's y is log10(value): [-1, 1], and the negative value is left out.
+    assert plot._y_shown == pytest.approx((-1.2, 1.2))
+
+
 def test_plot_relabel(plot):
     plot.set_labels("Critic", {"loss_d": "critic loss"})
     assert plot.legend.getLabel(plot.smooth_curves["loss_d"]).text == "critic loss"
