@@ -71,6 +71,49 @@ def test_frechet_singular_matches_exact():
     assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
 
 
+def test_frechet_second_covariance_singular():
+    # S1 of full rank, S2 from fewer samples than dimensions: S2 = A A^T with
+    # A = X2c^T / sqrt(N - 1), so tr(sqrt(S1 S2)) is the sum of the square roots
+    # of the eigenvalues of the small matrix A^T S1 A.
+    rng = np.random.default_rng(12)
+    dim = 96
+    mu1, sigma1, _ = _random_stats(rng, dim, 400)
+    mu2, sigma2, rows2 = _random_stats(rng, dim, 30, shift=0.2)
+    factor = (rows2 - mu2).T / np.sqrt(30 - 1)
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(factor.T @ sigma1 @ factor), 0.0, None)).sum()
+    diff = mu1 - mu2
+    expected = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * cross
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_pivoted_eigenvalues_by_hand():
+    # S1 = Q diag(0, 4, 0, 9) Q^T has rank 2 with its largest pivot last, so the
+    # pivoted factor must be unpermuted. S2 = Q diag(1, 1, 5, 4) Q^T shares the
+    # eigenvectors, so S1 S2 has eigenvalues 0, 4, 0, 36.
+    rotation, _ = np.linalg.qr(np.random.default_rng(5).standard_normal((4, 4)))
+    sigma1 = rotation @ np.diag([0.0, 4.0, 0.0, 9.0]) @ rotation.T
+    sigma2 = rotation @ np.diag([1.0, 1.0, 5.0, 4.0]) @ rotation.T
+    eigenvalues = frechet._product_eigenvalues_pivoted(sigma1, sigma2)
+    np.testing.assert_allclose(np.sort(eigenvalues)[-2:], [4.0, 36.0], rtol=1e-10)
+    assert frechet.trace_sqrt_product(sigma1, sigma2) == pytest.approx(8.0, rel=1e-10)
+
+
+def test_singular_covariance_takes_pivoted_path(monkeypatch):
+    rng = np.random.default_rng(13)
+    mu1, sigma1, _ = _random_stats(rng, 64, 20)
+    mu2, sigma2, _ = _random_stats(rng, 64, 20, shift=0.1)
+    calls = []
+    original = frechet._product_eigenvalues_pivoted
+
+    def spy(first, second):
+        calls.append(np.linalg.matrix_rank(first))
+        return original(first, second)
+
+    monkeypatch.setattr(frechet, "_product_eigenvalues_pivoted", spy)
+    frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert calls == [19]
+
+
 def test_frechet_zero_covariance():
     # A collapsed set: sqrt(0 * S2) = 0, so d = ||mu1 - mu2||^2 + tr(S2).
     rng = np.random.default_rng(5)
