@@ -146,9 +146,20 @@ def run_in_window(window, probe: LatenessProbe | None = None) -> WindowRun:
 
 
 def run_headless(config, options: Options) -> float:
-    """Train ``config`` without a window, as the CLI does; return steps per second."""
+    """Train ``config`` without a window, as the CLI does; return steps per second.
+
+    The run uses the torch thread count the window's training thread uses, so both
+    sides do the same work with the same threads. On 2 cores that is 1 thread where
+    the CLI would use 2: the window leaves a core to the GUI thread, a choice whose
+    cost the CPU throughput figure reports ("1 thread" against 2).
+    """
+    import torch
+
+    from workbench.app.worker import window_torch_threads
     from workbench.core.trainer import Trainer
 
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(window_torch_threads())
     trainer = Trainer(config, options.scratch / f"headless-{next(_run_numbers)}")
     try:
         start = time.perf_counter()
@@ -156,6 +167,7 @@ def run_headless(config, options: Options) -> float:
         seconds = time.perf_counter() - start
     finally:
         trainer.close()
+        torch.set_num_threads(previous_threads)
     return trainer.step / seconds
 
 
@@ -206,7 +218,10 @@ def _overhead_case(options: Options, preset: str, data: str) -> Result:
     finally:
         window.close()
     ratios = [w / h for w, h in zip(window_rates, headless_rates)]
-    details = (f"{steps} steps per run, samples view every 50 steps; window {statistics.median(window_rates):.1f} "
+    from workbench.app.worker import window_torch_threads
+
+    details = (f"{steps} steps per run, samples view every 50 steps, {window_torch_threads()} torch thread(s) on "
+               f"both sides; window {statistics.median(window_rates):.1f} "
                f"steps/s, headless {statistics.median(headless_rates):.1f} steps/s (medians); "
                f"pairs {pairs}, range {min(ratios):.3f}-{max(ratios):.3f}")
     return Result("window", f"{preset} on {data.partition(':')[0]}", statistics.median(ratios), "x",

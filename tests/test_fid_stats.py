@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -89,6 +91,23 @@ def test_npz_errors(tmp_path):
     np.savez(tmp_path / "bad.npz", mu=np.zeros(2), sigma=np.zeros((3, 3)))
     with pytest.raises(ValueError, match="expected"):
         load_stats(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"mu,sigma\n1,2\n", "is not an .npz file (it starts with b'mu,sig'"),
+    (b"PK\x03\x04 torn", "is not a readable .npz file"),
+])
+def test_npz_unreadable_file(tmp_path, content, message):
+    path = tmp_path / "real.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_stats(path)
+
+
+def test_npz_single_array_rejected(tmp_path):
+    np.save(tmp_path / "real.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="contains a single array"):
+        load_stats(tmp_path / "real.npy")
 
 
 def test_cache_miss_then_hit(tmp_path):

@@ -45,9 +45,17 @@ def limit_torch_threads() -> int:
     import torch
 
     previous = torch.get_num_threads()
-    if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
+    torch.set_num_threads(window_torch_threads())
     return previous
+
+
+def window_torch_threads() -> int:
+    """Return the torch thread count training in the window uses: OMP_NUM_THREADS, else one less than the cores."""
+    import torch
+
+    if "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    return max(1, (os.cpu_count() or 1) - 1)
 
 
 def default_trainer_factory(config: TrainConfig, run_dir: Path | None):

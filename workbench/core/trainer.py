@@ -349,18 +349,18 @@ class Trainer:
     def advance(self) -> list[dict[str, float]]:
         """Run one step; return the metrics rows read back from the device so far (often none on a GPU).
 
-        On the CPU every step is read back at once. On a GPU rows stay on the device
-        until a log, sample or checkpoint step, or 50 ms after the last read, so the
-        loop does not wait for the device after every step. With several processes
-        the 50 ms rule becomes a step count, so every process reads back, and raises
-        NonFiniteError, at the same step.
+        Rows stay queued until a log, sample or checkpoint step, or 50 ms after the
+        last read. On a GPU the loop then does not wait for the device after every
+        step, and on the CPU metrics.csv is written in batches. With several
+        processes the 50 ms rule becomes a step count, so every process reads back,
+        and raises NonFiniteError, at the same step.
         """
         self._update()
         if self.world_size == 1:
             due = (time.perf_counter() - self._last_flush > FLUSH_SECONDS or len(self._pending) >= FLUSH_ROWS)
         else:
             due = len(self._pending) >= DISTRIBUTED_FLUSH_ROWS
-        due = due or self.device.type == "cpu" or self._is_interval_step()
+        due = due or self._is_interval_step()
         return self.flush_metrics() if due else []
 
     def _is_interval_step(self) -> bool:
@@ -382,23 +382,34 @@ class Trainer:
             rows.append(row)
         self._pending.clear()
         self._last_flush = time.perf_counter()
-        for row in rows:
-            self._check_finite(row)
+        # Rows before a non-finite one are written and reported, then the error is raised.
+        good, problem = rows, None
+        for index, row in enumerate(rows):
+            problem = self._non_finite(row)
+            if problem is not None:
+                good = rows[:index]
+                break
+        if self._metrics is not None and good:
+            self._metrics.write(good)   # one write and flush for the whole batch
+        for row in good:
             self._after_step(row)
+        if problem is not None:
+            name, value = problem
+            raise NonFiniteError(rows[len(good)]["step"], name, value)
         return rows
 
-    def _check_finite(self, row: dict) -> None:
+    def _non_finite(self, row: dict) -> tuple[str, float] | None:
+        """Return the first (metric, value) of ``row`` that is not finite, or None."""
         for name in ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "gp"):
             value = row[name]
             if name == "gp" and self.config.constraint != "gp":
                 continue
             if not math.isfinite(value):
-                raise NonFiniteError(row["step"], name, value)
+                return name, value
+        return None
 
     def _after_step(self, row: dict) -> None:
         step = row["step"]
-        if self._metrics is not None:
-            self._metrics.write([row])
         if self._status is not None:
             self._status.heartbeat(step)
         for callback in self.metrics_callbacks:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,21 @@ def load_stats(path: str | Path) -> FeatureStats:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"statistics file not found: {path}")
-    with np.load(path, allow_pickle=False) as data:
+    with open(path, "rb") as handle:
+        signature = handle.read(6)
+    if not signature.startswith(b"PK") and signature != b"\x93NUMPY":
+        # np.load would report any other file as "pickled data", which misleads.
+        raise ValueError(f"{path} is not an .npz file (it starts with {signature!r}); give statistics saved "
+                         "with 'gan-workbench fid --save-stats' or pytorch-fid's --save-stats")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable .npz file ({error}); give statistics saved with "
+                         "'gan-workbench fid --save-stats' or pytorch-fid's --save-stats") from error
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} contains a single array, not an .npz archive with mu and sigma; give statistics "
+                         "saved with 'gan-workbench fid --save-stats' or pytorch-fid's --save-stats")
+    with data:
         missing = [key for key in ("mu", "sigma") if key not in data.files]
         if missing:
             raise ValueError(f"{path} is not an FID statistics file: it has no {', '.join(missing)}")
