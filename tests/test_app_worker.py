@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from workbench.app.worker import EMIT_INTERVAL_S, RunSummary, TrainingThread
+from workbench.core import runs
 from workbench.core.config import build_config
 
 THREAD_TIMEOUT_MS = 30_000
@@ -42,6 +43,9 @@ class FakeTrainer:
         return [self.train_step()]
 
     def flush_metrics(self):
+        return []
+
+    def flush_after_error(self, error):
         return []
 
     def samples(self):
@@ -183,3 +187,23 @@ def test_sample_interval_changes_live(qtbot, interval):
     assert recorder.samples[0] == 0
     assert recorder.samples[-1] == 30
     assert all(step % interval == 0 or step == 30 for step in recorder.samples)
+
+
+def test_real_trainer_rows_without_gaps(qtbot, tmp_path):
+    # The trainer queues rows for up to 50 ms, a checkpoint saved on request writes them
+    # itself, and a stop ends the loop. Every step must still reach the window once.
+    config = build_config({"data": "ring8", "preset": "wgan-gp", "width": 16, "batch_size": 16, "steps": 100_000})
+    thread = TrainingThread(config, tmp_path / "run", sample_every=1000)
+    recorder = Recorder(thread)
+    thread.start()
+    qtbot.waitUntil(lambda: len(recorder.steps) >= 5, timeout=THREAD_TIMEOUT_MS)
+    for count in (1, 2, 3):
+        thread.request_checkpoint()
+        qtbot.waitUntil(lambda: len(recorder.checkpoints) == count, timeout=THREAD_TIMEOUT_MS)
+    thread.request_stop()
+    finish(qtbot, thread, recorder)
+
+    last = recorder.summary.step
+    assert recorder.steps == list(range(1, last + 1))
+    written = [int(row["step"]) for row in runs.read_metrics(tmp_path / "run" / runs.METRICS_FILE)]
+    assert written == list(range(1, last + 1))

@@ -223,3 +223,23 @@ def test_single_updates_change_one_network():
     assert not _same(g_before, _params(trainer.generator))
     assert set(g_values) == {"loss_g", "grad_norm_g"}
     assert trainer.step == 0
+
+
+def test_failure_keeps_completed_rows(tmp_path):
+    # Rows wait in a queue for up to 50 ms, so a failure must still write the steps that completed.
+    trainer = Trainer(build_config(dict(data="ring8", preset="wgan-gp", width=16, batch_size=16, steps=50,
+                                        log_every=1000, sample_every=1000, checkpoint_every=1000)), tmp_path / "run")
+    original = trainer._update
+
+    def update():
+        if trainer.step == 3:
+            raise RuntimeError("simulated failure after step 3")
+        original()
+
+    trainer._update = update
+    with pytest.raises(RuntimeError, match="after step 3"):
+        trainer.run()
+    trainer.close()
+    steps = [row["step"] for row in runs.read_metrics(tmp_path / "run" / runs.METRICS_FILE)]
+    assert steps == [1, 2, 3]
+    assert json.loads((tmp_path / "run" / runs.STATUS_FILE).read_text())["state"] == "failed"

@@ -228,6 +228,8 @@ class TrainingThread(QThread):
                                "stopped in the window" if reason == "stopped" else "")
         except Exception as error:  # reported to the user; the window stays usable
             logger.error("training failed: %s\n%s", error, traceback.format_exc())
+            if trainer is not None:
+                self._rows.extend(trainer.flush_after_error(error))
             self._flush()
             # A NonFiniteError's message names the step and the quantity, as the user needs it.
             plain = isinstance(error, (ValueError, NonFiniteError))
@@ -264,9 +266,12 @@ class TrainingThread(QThread):
     def _loop(self, trainer) -> str:
         """Train until the last step or a stop request; return 'completed' or 'stopped'."""
         while not trainer.finished:
-            action = self._next_action()
-            if action == _Action.STOP:
+            action = self._next_action(trainer)
+            # The trainer queues metric rows. Take them before a stop or a request whose work
+            # would write them itself (a checkpoint flushes first), so the plots get every row.
+            if action != _Action.STEP:
                 self._rows.extend(trainer.flush_metrics())
+            if action == _Action.STOP:
                 self._flush()
                 return "stopped"
             if action == _Action.CHECKPOINT:
@@ -289,7 +294,7 @@ class TrainingThread(QThread):
             self._send_samples(trainer, force=True)
         return "completed"
 
-    def _next_action(self) -> str:
+    def _next_action(self, trainer) -> str:
         """Return the next thing to do, blocking while paused with nothing requested."""
         with self._condition:
             announced = False
@@ -311,7 +316,9 @@ class TrainingThread(QThread):
                     self._pending_steps -= 1
                     return _Action.STEP
                 if not announced:
-                    # Show everything trained so far before going idle.
+                    # Show everything trained so far before going idle, including the rows the
+                    # trainer still queues (it reads them back in batches).
+                    self._rows.extend(trainer.flush_metrics())
                     self._flush()
                     self.state_changed.emit("paused")
                     announced = True

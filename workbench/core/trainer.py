@@ -398,6 +398,22 @@ class Trainer:
             raise NonFiniteError(rows[len(good)]["step"], name, value)
         return rows
 
+    def flush_after_error(self, error: BaseException) -> list[dict[str, float]]:
+        """Write and return the queued rows of steps that completed before ``error``.
+
+        Rows wait up to 50 ms in the queue, so without this a failure would drop
+        the last steps from metrics.csv. A NonFiniteError was raised by the flush
+        itself, which already wrote the rows before the bad one; a second failure
+        while flushing is logged, not raised, so the first error stays the one reported.
+        """
+        if isinstance(error, NonFiniteError):
+            return []
+        try:
+            return self.flush_metrics()
+        except Exception as flush_error:
+            logger.warning("could not write the metrics queued before the failure: %s", flush_error)
+            return []
+
     def _non_finite(self, row: dict) -> tuple[str, float] | None:
         """Return the first (metric, value) of ``row`` that is not finite, or None."""
         for name in ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "gp"):
@@ -448,6 +464,7 @@ class Trainer:
                     progress(rows[-1])
             self.flush_metrics()
         except BaseException as error:
+            self.flush_after_error(error)
             self._record_state("failed", str(error) or type(error).__name__)
             raise
         if self.finished:
