@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     sections: dict[str, list[Result]] = {}
     with tempfile.TemporaryDirectory(prefix="workbench-bench-") as scratch:
         options = Options(quick=args.quick, scratch=Path(scratch), data_dir=args.data_dir,
-                          threads=torch.get_num_threads())
+                          threads=torch.get_num_threads(), threads_given=bool(args.threads))
         # FID statistics and domain classifiers are cached under $XDG_CACHE_HOME; an
         # empty one makes every FID figure start cold and keeps the user's cache clean.
         os.environ["XDG_CACHE_HOME"] = str(options.scratch / "cache")

@@ -17,6 +17,8 @@ import logging
 import statistics
 import time
 
+import torch
+
 from benchmarks.harness import Goal, Options, Result, interleave, mnist_dataset, steps_per_block, timed
 from benchmarks.reference_loop import MinimalLoop
 from workbench.core.config import build_config
@@ -26,6 +28,7 @@ from workbench.core.trainer import Trainer
 logger = logging.getLogger(__name__)
 
 GOAL = Goal(">=", 0.97)
+ENGINE_THREADS = 1   # torch threads of both sides unless --threads is given
 CASES = (("dcgan", "mnist"), ("wgan-gp", "mnist"), ("wgan-gp", "ring8"))
 
 
@@ -38,17 +41,26 @@ def _pairs(options: Options) -> int:
 
 
 def measure(options: Options) -> list[Result]:
-    mnist, mnist_spec, mnist_text = mnist_dataset(options)
-    results = []
-    for preset, data in CASES:
-        dataset = mnist if data == "mnist" else load_dataset(data)
-        spec = mnist_spec if data == "mnist" else data
-        described = mnist_text if data == "mnist" else data
-        results.append(_measure_case(options, preset, spec, dataset, described))
+    # Both sides run with one torch thread unless --threads is given. With 2 OpenMP
+    # threads on 2 vCPUs, single dcgan pairs ranged 0.70-1.18 and the median moved
+    # between 0.91 and 0.99 from run to run, far more than the overhead measured here.
+    threads = options.threads if options.threads_given else ENGINE_THREADS
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        mnist, mnist_spec, mnist_text = mnist_dataset(options)
+        results = []
+        for preset, data in CASES:
+            dataset = mnist if data == "mnist" else load_dataset(data)
+            spec = mnist_spec if data == "mnist" else data
+            described = mnist_text if data == "mnist" else data
+            results.append(_measure_case(options, preset, spec, dataset, described, threads))
+    finally:
+        torch.set_num_threads(previous_threads)
     return results
 
 
-def _measure_case(options: Options, preset: str, spec: str, dataset, described: str) -> Result:
+def _measure_case(options: Options, preset: str, spec: str, dataset, described: str, threads: int) -> Result:
     config = build_config({"data": spec, "steps": 10**9, "device": "cpu"}, preset=preset)
     # Samples and checkpoints are added by _periodic_seconds_per_step at the default intervals.
     timed_config = dataclasses.replace(config, sample_every=10**9, checkpoint_every=10**9)
@@ -77,7 +89,8 @@ def _measure_case(options: Options, preset: str, spec: str, dataset, described: 
     ratio = statistics.median(ratios)
     trainer_rate = steps / statistics.median(times.candidate)
     reference_rate = steps / statistics.median(times.reference)
-    details = (f"{described}, batch {config.batch_size}, n_critic {config.n_critic}; trainer with run folder "
+    details = (f"{described}, batch {config.batch_size}, n_critic {config.n_critic}, {threads} torch thread(s); "
+               f"trainer with run folder "
                f"{trainer_rate:.1f} steps/s before samples and checkpoints, minimal loop {reference_rate:.1f} "
                f"steps/s; samples and checkpoints add {1000 * periodic:.2f} ms/step; {steps} steps per block, "
                f"pairs {len(ratios)}, range {min(ratios):.3f}-{max(ratios):.3f}")

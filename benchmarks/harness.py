@@ -80,6 +80,7 @@ class Options:
     scratch: Path
     data_dir: Path
     threads: int
+    threads_given: bool = False   # True when --threads set the thread count
 
     @property
     def mnist_dir(self) -> Path:
