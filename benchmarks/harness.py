@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import os
 import platform
 import statistics
@@ -127,6 +128,17 @@ def interleave(candidate: Callable[[], float], reference: Callable[[], float], p
         logger.debug("pair %d: candidate %.4f s, reference %.4f s", index, times.candidate[-1],
                      times.reference[-1])
     return times
+
+
+def balanced_ratios(ratios: list[float]) -> list[float]:
+    """Return the geometric mean of each two consecutive pair ratios from :func:`interleave`.
+
+    Consecutive pairs ran in opposite orders (A B, then B A), so a block that runs
+    faster for going second raises one ratio and lowers the other by about the
+    same factor, and their geometric mean cancels it. A median over single pairs
+    does not: with 9 pairs, 5 of one order decide it. An odd last pair is dropped.
+    """
+    return [math.sqrt(ratios[index] * ratios[index + 1]) for index in range(0, len(ratios) - 1, 2)]
 
 
 def timed(function: Callable[[], object]) -> float:

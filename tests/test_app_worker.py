@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from workbench.app.worker import EMIT_INTERVAL_S, RunSummary, TrainingThread
+from workbench.app.worker import EMIT_INTERVAL_S, RunSummary, TrainingThread, default_trainer_factory
 from workbench.core import runs
 from workbench.core.config import build_config
 
@@ -207,3 +207,26 @@ def test_real_trainer_rows_without_gaps(qtbot, tmp_path):
     assert recorder.steps == list(range(1, last + 1))
     written = [int(row["step"]) for row in runs.read_metrics(tmp_path / "run" / runs.METRICS_FILE)]
     assert written == list(range(1, last + 1))
+
+
+def test_rows_before_nan_reach_gui(qtbot, tmp_path):
+    # The flush that finds a NaN writes the rows before it, and the window must get them too.
+    def poisoned_factory(config, run_dir):
+        trainer = default_trainer_factory(config, run_dir)
+        original = trainer.d_loss_fn
+
+        def loss(*args):
+            result = original(*args)
+            return result * math.nan if trainer.step == 6 else result
+
+        trainer.d_loss_fn = loss
+        return trainer
+
+    config = build_config({"data": "ring8", "preset": "dcgan", "width": 16, "batch_size": 16, "steps": 100})
+    thread = TrainingThread(config, tmp_path / "run", sample_every=1000, trainer_factory=poisoned_factory)
+    recorder = Recorder(thread)
+    thread.start()
+    finish(qtbot, thread, recorder)
+
+    assert recorder.steps == [1, 2, 3, 4, 5, 6]
+    assert recorder.failures[0].startswith("training stopped at step 7: loss_d is nan")

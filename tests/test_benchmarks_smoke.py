@@ -15,7 +15,7 @@ if str(REPOSITORY) not in sys.path:
     sys.path.insert(0, str(REPOSITORY))
 
 from benchmarks import __main__ as bench  # noqa: E402
-from benchmarks.harness import Goal, PairedTimes, Result  # noqa: E402
+from benchmarks.harness import Goal, PairedTimes, Result, balanced_ratios, interleave  # noqa: E402
 from benchmarks.report import update_markdown  # noqa: E402
 
 
@@ -85,3 +85,15 @@ def test_quick_frechet_end_to_end(tmp_path, capsys):
     # Both methods compute the same distance; at d=256 they agree to about 1e-12.
     row = next(line for line in text.splitlines() if line.startswith("| relative difference, d=256, N=512"))
     assert row.split("|")[4].strip() == "yes"
+
+
+def test_balanced_ratios_cancel_order():
+    # The block that runs second is 10% faster, and consecutive pairs swap the order.
+    units = balanced_ratios([1.1, 1 / 1.1, 1.1, 1 / 1.1, 3.0])
+    assert units == pytest.approx([1.0, 1.0])   # the odd last pair is dropped
+
+
+def test_interleave_alternates_order():
+    calls = []
+    interleave(lambda: calls.append("candidate") or 1.0, lambda: calls.append("reference") or 1.0, 3)
+    assert calls == ["candidate", "reference", "reference", "candidate", "candidate", "reference"]

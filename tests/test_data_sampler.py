@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from workbench.core.data import BatchSampler, ImageDataset, load_dataset, to_model_range
-from workbench.core.data.sampler import POINT_BLOCK
+from workbench.core.data.sampler import POINT_BLOCK, _derive_seed
 from workbench.core.validation import ConfigError
 
 
@@ -129,7 +129,7 @@ def test_sampler_points():
 
 @pytest.mark.parametrize("stop", [POINT_BLOCK - 2, POINT_BLOCK, POINT_BLOCK + 3])
 def test_sampler_points_resume_around_reseeding(stop):
-    # Point batches are drawn in blocks from one seeding; a resume inside a block, at its
+    # Point batches are drawn in blocks from one seeding. A resume inside a block, at its
     # start, or just after it must replay to the same place.
     ring = load_dataset("ring8")
     expected = draw(BatchSampler(ring, 5, seed=11), stop + 4)
@@ -139,8 +139,9 @@ def test_sampler_points_resume_around_reseeding(stop):
     resumed.load_state_dict(first.state_dict())
     for index, batch in enumerate(draw(resumed, 4), start=stop):
         assert torch.equal(batch, expected[index]), index
-    # Blocks are seeded apart: the first batch of block 1 differs from block 0's.
-    assert not torch.equal(expected[0], expected[POINT_BLOCK])
+    # Block 1 starts from its own seeding of (seed, rank 0, block 1).
+    generator = torch.Generator().manual_seed(_derive_seed(11, 0, 1))
+    assert torch.equal(expected[POINT_BLOCK], ring.sample(5, generator))
 
 
 def test_sampler_too_few_images():

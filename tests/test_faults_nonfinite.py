@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 
 import pytest
 import torch
@@ -43,6 +45,7 @@ def test_non_finite_stops_at_step(tmp_path, network, value, quantity):
     trainer.close()
 
     assert error.value.step == BAD_STEP
+    assert trainer.step == BAD_STEP   # stopped at the bad step, not at the next read-back
     assert error.value.quantity == quantity
     assert f"step {BAD_STEP}" in str(error.value)
     assert quantity in str(error.value)
@@ -86,3 +89,23 @@ def test_resume_applies_new_lr(tmp_path):
     resumed.close()
     assert resumed.opt_g.param_groups[0]["lr"] == 2e-5
     assert resumed.opt_d.param_groups[0]["lr"] == 3e-5
+
+
+def test_paused_run_writes_queued_rows(tmp_path):
+    config = build_config(dict(SMALL, steps=100_000, checkpoint_every=100_000))
+    trainer = Trainer(config, tmp_path / "run")
+    thread = threading.Thread(target=trainer.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while trainer.step < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        trainer.request_pause()
+        time.sleep(0.5)   # the step in progress ends, then the run waits
+        steps = [row["step"] for row in runs.read_metrics(tmp_path / "run" / runs.METRICS_FILE)]
+        assert trainer.step >= 5
+        assert steps == list(range(1, trainer.step + 1))
+    finally:
+        trainer.request_stop()
+        thread.join(30)
+        trainer.close()

@@ -184,3 +184,18 @@ def test_trace_sqrt_product_rounding_floor():
     _, sigma, _ = _random_stats(rng, 200, 20)
     value = frechet.trace_sqrt_product(sigma, sigma.copy())
     assert value == pytest.approx(np.trace(sigma), rel=1e-9)
+
+
+def test_one_singular_side_skips_pivoted_path(monkeypatch):
+    # Real statistics of full rank with those of fewer generated images is the usual FID
+    # case: the Cholesky factor of the full-rank side serves, with no pivoted factorisation.
+    rng = np.random.default_rng(14)
+    mu1, sigma1, _ = _random_stats(rng, 64, 300)
+    mu2, sigma2, _ = _random_stats(rng, 64, 20, shift=0.1)
+
+    def fail(first, second):
+        raise AssertionError("the pivoted path ran")
+
+    monkeypatch.setattr(frechet, "_product_eigenvalues_pivoted", fail)
+    expected = _sqrtm_reference(mu1, sigma1, mu2, sigma2)
+    assert frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-6)

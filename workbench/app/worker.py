@@ -266,6 +266,11 @@ class TrainingThread(QThread):
     def _loop(self, trainer) -> str:
         """Train until the last step or a stop request; return 'completed' or 'stopped'."""
         while not trainer.finished:
+            if self._paused:
+                # Show the queued rows before _next_action waits. This runs outside its lock,
+                # so the GUI thread's requests do not wait for the metrics.csv write. A pause
+                # that arrives after this check is handled inside _next_action.
+                self._rows.extend(trainer.flush_metrics())
             action = self._next_action(trainer)
             # The trainer queues metric rows. Take them before a stop or a request whose work
             # would write them itself (a checkpoint flushes first), so the plots get every row.

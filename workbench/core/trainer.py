@@ -40,8 +40,9 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_VERSION = 1
 REAL_POINTS_SHOWN = 1000
 VALUE_COLUMNS = runs.METRIC_COLUMNS[1:-1]   # the per-step values between step and wall_time
-FLUSH_SECONDS = 0.05                         # read metrics back from a GPU at most this long after a step
-FLUSH_ROWS = 256
+FLUSH_SECONDS = 0.05                         # queued metric rows are read back at the first step this long after the last read
+FLUSH_ROWS = 256                             # or when this many rows are queued
+FINITE_METRICS = ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "gp")   # gp only under the gradient penalty
 DISTRIBUTED_FLUSH_ROWS = 32                  # with several processes rows are read back every this many steps
 STOP_POLL_STEPS = 10                         # processes agree on a stop request every this many steps
 
@@ -55,6 +56,7 @@ class NonFiniteError(RuntimeError):
                          "or another constraint.")
         self.step = step
         self.quantity = quantity
+        self.rows: list[dict[str, float]] = []   # the rows before it that the same flush wrote
 
 
 def resolve_device(name: str) -> torch.device:
@@ -116,6 +118,9 @@ class Trainer:
         self._resume_event = threading.Event()
         self._resume_event.set()
         self.metrics_callbacks: list[Callable[[dict], None]] = []
+        # Columns that must stay finite: a NaN there stops the run (see _non_finite).
+        self._checked_columns = [VALUE_COLUMNS.index(name) for name in FINITE_METRICS
+                                 if name != "gp" or config.constraint == "gp"]
         # (step, elapsed, values): a tensor on the device, or floats already read on a single CPU process.
         self._pending: list[tuple[int, float, torch.Tensor | list[float]]] = []
         self._last_flush = time.perf_counter()
@@ -320,6 +325,8 @@ class Trainer:
             recorded = distributed.average_tensor(recorded, self.world_size)
         self.step += 1
         self._pending.append((self.step, self.elapsed, recorded))
+        if isinstance(recorded, list) and not all(math.isfinite(recorded[index]) for index in self._checked_columns):
+            self.flush_metrics()   # raises NonFiniteError at this step, after writing the rows before it
 
     def update_discriminator_once(self) -> dict[str, float]:
         """Run one discriminator update (and the constraint) alone, to watch a single update.
@@ -349,11 +356,13 @@ class Trainer:
     def advance(self) -> list[dict[str, float]]:
         """Run one step; return the metrics rows read back from the device so far (often none on a GPU).
 
-        Rows stay queued until a log, sample or checkpoint step, or 50 ms after the
-        last read. On a GPU the loop then does not wait for the device after every
-        step, and on the CPU metrics.csv is written in batches. With several
-        processes the 50 ms rule becomes a step count, so every process reads back,
-        and raises NonFiniteError, at the same step.
+        Rows stay queued until a log, sample or checkpoint step, the first step
+        that ends 50 ms after the last read, or 256 queued rows. On a GPU the loop
+        then does not wait for the device after every step, and on the CPU
+        metrics.csv is written in batches (a non-finite value on the CPU is still
+        reported at its own step). With several processes the 50 ms rule becomes a
+        step count, so every process reads back, and raises NonFiniteError, at the
+        same step.
         """
         self._update()
         if self.world_size == 1:
@@ -395,19 +404,22 @@ class Trainer:
             self._after_step(row)
         if problem is not None:
             name, value = problem
-            raise NonFiniteError(rows[len(good)]["step"], name, value)
+            error = NonFiniteError(rows[len(good)]["step"], name, value)
+            error.rows = good
+            raise error
         return rows
 
     def flush_after_error(self, error: BaseException) -> list[dict[str, float]]:
         """Write and return the queued rows of steps that completed before ``error``.
 
-        Rows wait up to 50 ms in the queue, so without this a failure would drop
-        the last steps from metrics.csv. A NonFiniteError was raised by the flush
-        itself, which already wrote the rows before the bad one; a second failure
-        while flushing is logged, not raised, so the first error stays the one reported.
+        Rows stay queued between reads (see :meth:`advance`), so without this a
+        failure would drop the last steps from metrics.csv. A NonFiniteError was
+        raised by the flush itself, which already wrote the rows before the bad
+        one, so they are returned from the error. A second failure while flushing
+        is logged, not raised, so the first error stays the one reported.
         """
         if isinstance(error, NonFiniteError):
-            return []
+            return error.rows
         try:
             return self.flush_metrics()
         except Exception as flush_error:
@@ -416,7 +428,7 @@ class Trainer:
 
     def _non_finite(self, row: dict) -> tuple[str, float] | None:
         """Return the first (metric, value) of ``row`` that is not finite, or None."""
-        for name in ("loss_d", "loss_g", "grad_norm_d", "grad_norm_g", "gp"):
+        for name in FINITE_METRICS:
             value = row[name]
             if name == "gp" and self.config.constraint != "gp":
                 continue
@@ -453,6 +465,11 @@ class Trainer:
         self._record_state("running")
         try:
             while self.step < target and not self._stop_agreed():
+                if not self._resume_event.is_set():
+                    # Write the queued rows before waiting, so metrics.csv is complete during a pause.
+                    rows = self.flush_metrics()
+                    if progress is not None and rows:
+                        progress(rows[-1])
                 # A paused run keeps its status fresh, so the runs list does not report it as dead.
                 while not self._resume_event.wait(timeout=runs.STATUS_HEARTBEAT_S):
                     if self._status is not None:

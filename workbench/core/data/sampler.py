@@ -11,7 +11,7 @@ from workbench.core.validation import ConfigError, coerce_int
 
 _SEED_MODULUS = 2**64  # torch.Generator.manual_seed accepts seeds below this
 # Point batches drawn from one seeding. A resume replays at most this many draws less one,
-# about 5 ms for 256 points, so the block trades that for seeding cost per batch.
+# 3-5 ms for 256 points, so the block trades that for seeding cost per batch.
 POINT_BLOCK = 256
 
 
@@ -31,7 +31,7 @@ class BatchSampler:
     rank ``r`` draws its batches one after another from one generator seeded
     from (seed, r, k) with numpy's SeedSequence. Seeding once per block rather
     than once per batch keeps the sampler's cost near that of the draw itself
-    (seeding costs about half a 256-point draw), and a resume at batch ``p``
+    (seeding cost about as much as a 256-point draw), and a resume at batch ``p``
     reseeds block ``p // POINT_BLOCK`` and draws and discards the ``p %
     POINT_BLOCK`` batches before it. Ranks draw different points, and a
     2-process run does not reproduce the points of a 1-process run; only images
