@@ -2,33 +2,24 @@
 
 import csv
 import time
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QTimer, Qt
 
+from tests.helpers import MNIST_DIR, choose, open_window
 from workbench.app.fid_panel import FIDPanel
-from workbench.app.main_window import MainWindow
 from workbench.core import runs
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RUN_TIMEOUT_MS = 180_000
 
 
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # FID statistics and classifiers
-    win = MainWindow(runs_dir=tmp_path / "runs")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+    win = open_window(qtbot, tmp_path)
     return win
 
 
-def choose(combo, value):
-    index = combo.findData(value)
-    assert index >= 0, f"{value!r} not in the menu"
-    combo.setCurrentIndex(index)
 
 
 def test_fid_csv_upgrades_old_header(tmp_path):
@@ -72,11 +63,11 @@ def test_no_source_is_reported(qtbot):
     assert "start a run" in panel.notes_label.text()
 
 
-@pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason=f"MNIST test split not found at {DATA / 'mnist'}")
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"MNIST test split not found at {MNIST_DIR}")
 def test_fid_button_mnist_domain(window, qtbot):
     setup = window.setup
     choose(setup.data_combo, "mnist")
-    setup.path_edit.setText(str(DATA / "mnist"))
+    setup.path_edit.setText(str(MNIST_DIR))
     choose(setup.editors["preset"], "dcgan")
     setup.editors["steps"].setText("1000")
     assert window.start_run(paused=True)

@@ -1,6 +1,5 @@
 """Latent interpolation: grid geometry, frames from the live generator, grid clicks and export."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,25 +8,19 @@ from PIL import Image
 from PySide6.QtCore import QPointF, Qt
 from torchvision.utils import make_grid
 
+from tests.helpers import MNIST_DIR, choose, open_window
 from workbench.app.interpolation_panel import grid_cell_at, grid_tile
-from workbench.app.main_window import MainWindow
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RUN_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))   # no cached domain classifier
-    win = MainWindow(runs_dir=tmp_path / "runs")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+    win = open_window(qtbot, tmp_path)
     return win
 
 
-def choose(combo, value):
-    combo.setCurrentIndex(combo.findData(value))
 
 
 @pytest.mark.parametrize("count, size", [(64, 28), (10, 5), (1, 4)])
@@ -79,11 +72,11 @@ def test_ring8_path_from_live_generator(window, qtbot):
     window.close()
 
 
-@pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason=f"MNIST test split not found at {DATA / 'mnist'}")
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"MNIST test split not found at {MNIST_DIR}")
 def test_mnist_clicked_cells_and_export(window, qtbot, tmp_path):
     setup = window.setup
     choose(setup.data_combo, "mnist")
-    setup.path_edit.setText(str(DATA / "mnist"))
+    setup.path_edit.setText(str(MNIST_DIR))
     choose(setup.editors["preset"], "dcgan")
     setup.editors["steps"].setText("1000")
     assert window.start_run(paused=True)
@@ -139,5 +132,5 @@ def test_mnist_clicked_cells_and_export(window, qtbot, tmp_path):
 def window_dataset_pixels() -> np.ndarray:
     from workbench.core.data import load_dataset
 
-    images = load_dataset(f"mnist:{DATA / 'mnist'}").images.numpy()
+    images = load_dataset(f"mnist:{MNIST_DIR}").images.numpy()
     return images.reshape(len(images), -1).astype(np.float64) / 127.5 - 1.0

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PySide6.QtWidgets import QMessageBox
 
+from tests.helpers import open_window
 from workbench.app.main_window import MainWindow
 from workbench.app.worker import default_trainer_factory
 from workbench.core import run_index, runs
@@ -30,10 +31,7 @@ def resident_kb() -> int:
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    win = MainWindow(runs_dir=tmp_path / "runs")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+    win = open_window(qtbot, tmp_path)
     win.setup.set_values(SMALL_FORM)
     assert win.setup.config is not None, win.setup.problem()
     return win

@@ -12,21 +12,18 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
+from tests.helpers import MNIST_DIR, choose, open_window
 from workbench.app.main_window import MainWindow
 from workbench.app.worker import default_trainer_factory
 from workbench.core import runs
 from workbench.core.trainer import describe_device, resolve_device
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 RUN_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    win = MainWindow(runs_dir=tmp_path / "runs")
-    qtbot.addWidget(win)
-    win.show()
-    qtbot.waitExposed(win)
+    win = open_window(qtbot, tmp_path)
     return win
 
 
@@ -34,10 +31,6 @@ def click(qtbot, window, action):
     qtbot.mouseClick(window.toolbar.widgetForAction(action), Qt.MouseButton.LeftButton)
 
 
-def choose(combo, value):
-    index = combo.findData(value)
-    assert index >= 0, f"{value!r} not in the menu"
-    combo.setCurrentIndex(index)
 
 
 def type_into(qtbot, editor, text):
@@ -93,11 +86,11 @@ def test_ring8_pause_resume_stop(window, qtbot):
     assert setup.status_label.text() == "Ready to start."
 
 
-@pytest.mark.skipif(not (DATA / "mnist").is_dir(), reason=f"MNIST test split not found at {DATA / 'mnist'}")
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"MNIST test split not found at {MNIST_DIR}")
 def test_mnist_dcgan_grid(window, qtbot):
     setup = window.setup
     choose(setup.data_combo, "mnist")
-    type_into(qtbot, setup.path_edit, str(DATA / "mnist"))
+    type_into(qtbot, setup.path_edit, str(MNIST_DIR))
     choose(setup.editors["preset"], "dcgan")
     type_into(qtbot, setup.editors["steps"], "20")
     window.sample_spin.setValue(10)
