@@ -323,6 +323,9 @@ class TrainingThread(QThread):
                 if not announced:
                     # Show everything trained so far before going idle, including the rows the
                     # trainer still queues (it reads them back in batches).
+                    # NOTE: this usually finds the queue empty, because _loop flushes when paused.
+                    # After a pause that came in between, the write (and a due sample grid or
+                    # checkpoint) happens under the lock, so GUI requests wait for it.
                     self._rows.extend(trainer.flush_metrics())
                     self._flush()
                     self.state_changed.emit("paused")
