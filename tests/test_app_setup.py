@@ -92,10 +92,13 @@ def test_missing_folder_is_invalid(panel, tmp_path):
     assert panel.config.data == f"mnist:{tmp_path}"
 
 
-def test_empty_folder_uses_engine_message(panel):
+def test_empty_folder_says_what_to_choose(panel):
     panel.set_data("cifar10")
     panel.path_edit.setText("")
-    assert panel.errors["data"] == "cifar10 needs a folder; write it as 'cifar10:PATH', for example 'cifar10:./data'"
+    assert panel.errors["data"] == ("no folder chosen; click Browse and choose the folder with torchvision's "
+                                    "cifar-10-batches-py (for JPEG folders, choose Image folder)")
+    assert panel.config is None
+    assert panel.status_label.text().startswith("Cannot start. Data set: no folder chosen")
 
 
 def test_toy_data_disables_folder(panel):
@@ -150,3 +153,37 @@ def test_format_value():
 def test_critic_wording():
     assert critic_wording("Discriminator updates per step", True) == "Critic updates per step"
     assert critic_wording("Discriminator updates per step", False) == "Discriminator updates per step"
+
+
+def test_fields_the_settings_ignore_are_greyed_out(panel):
+    panel.set_preset("wgan-gp")
+    assert panel.editors["gp_weight"].isEnabled()
+    assert not panel.editors["clip_value"].isEnabled()
+    assert "Not used now: used only with constraint clip." in panel.editors["clip_value"].toolTip()
+    assert not panel.editors["image_size"].isEnabled() and not panel.editors["channels"].isEnabled()
+    assert panel.editors["betas"].isEnabled()
+
+    panel.set_value("optimizer", "rmsprop")
+    assert not panel.editors["betas"].isEnabled()
+    assert not panel.labels["betas"].isEnabled()
+    assert "only Adam uses betas; the optimizer is rmsprop" in panel.editors["betas"].toolTip()
+    panel.set_value("constraint", "clip")
+    assert panel.editors["clip_value"].isEnabled() and not panel.editors["gp_weight"].isEnabled()
+
+    panel.set_value("optimizer", "adam")
+    assert panel.editors["betas"].isEnabled()
+    assert "Not used now" not in panel.editors["betas"].toolTip()
+
+
+def test_ignored_field_with_a_bad_value_stays_editable(panel, tmp_path):
+    # The engine checks every field, so a bad value must stay reachable to be fixed.
+    panel.set_value("betas", "0.5")
+    panel.set_value("optimizer", "rmsprop")
+    assert panel.editors["betas"].isEnabled()
+    assert panel.config is None
+    panel.set_value("betas", "0.5, 0.999")
+    assert not panel.editors["betas"].isEnabled()
+    assert panel.config is not None and panel.config.optimizer == "rmsprop"
+
+    panel.set_data(f"folder:{tmp_path}")
+    assert panel.editors["image_size"].isEnabled() and panel.editors["channels"].isEnabled()

@@ -28,6 +28,22 @@ def test_betas_from_list_match_preset():
     assert describe_preset(config) == "sngan"
 
 
+@pytest.mark.parametrize("text", ["0.5, 0.999", "0.5 0.999", "(0.5, 0.999)", "[0.5,0.999]"])
+def test_betas_typed_in_common_forms(text):
+    assert build_config({"data": "ring8", "betas": text}).betas == (0.5, 0.999)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0.5", "betas: '0.5' has 1 number; write two, B1 and B2, such as '0.5, 0.999'"),
+    ("", "betas: '' has 0 numbers; write two, B1 and B2, such as '0.5, 0.999'"),
+    ([0.5, 0.9, 0.1], "betas: '0.5, 0.9, 0.1' has 3 numbers; write two, B1 and B2, such as '0.5, 0.999'"),
+])
+def test_betas_of_the_wrong_length_are_named_in_the_error(value, expected):
+    with pytest.raises(ConfigError) as error:
+        build_config({"data": "ring8", "betas": value})
+    assert str(error.value) == expected
+
+
 def test_custom_preset_description():
     assert describe_preset(build_config({"data": "ring8"})) == "custom"
 

@@ -243,3 +243,81 @@ def test_failure_keeps_completed_rows(tmp_path):
     steps = [row["step"] for row in runs.read_metrics(tmp_path / "run" / runs.METRICS_FILE)]
     assert steps == [1, 2, 3]
     assert json.loads((tmp_path / "run" / runs.STATUS_FILE).read_text())["state"] == "failed"
+
+
+def test_fused_adam_takes_the_steps_of_torch_default_adam():
+    # The trainer picks torch's fused Adam kernel on the CPU; the updates must be Adam's all the same.
+    config = build_config(dict(SMALL_POINTS, preset="wgan-gp", steps=3, seed=5))
+    trainer = Trainer(config)   # seeds torch's generator, so both runs draw the same noise
+    assert trainer.opt_d.param_groups[0]["fused"] is True
+    assert trainer.opt_g.param_groups[0]["fused"] is True
+    for _ in range(3):
+        trainer.train_step()
+    plain = Trainer(config)
+    plain.opt_d = torch.optim.Adam(plain.discriminator.parameters(), lr=config.lr_d, betas=tuple(config.betas))
+    plain.opt_g = torch.optim.Adam(plain.generator.parameters(), lr=config.lr_g, betas=tuple(config.betas))
+    assert plain.opt_d.param_groups[0]["fused"] is None
+    for _ in range(3):
+        plain.train_step()
+    for fused, default in zip(_params(trainer.discriminator) + _params(trainer.generator),
+                              _params(plain.discriminator) + _params(plain.generator)):
+        assert torch.allclose(fused, default, rtol=0, atol=1e-6)   # measured 1.5e-8
+    # Three steps moved the weights far more than the tolerance, so the comparison has teeth.
+    first = Trainer(config)
+    moved = max((a - b).abs().max().item() for a, b in zip(_params(first.discriminator),
+                                                            _params(trainer.discriminator)))
+    assert moved > 1e-3
+
+
+@pytest.mark.parametrize("saved_fused, resumed_fused", [(True, False), (False, True)])
+def test_resume_keeps_this_sessions_adam_kernel(tmp_path, monkeypatch, saved_fused, resumed_fused):
+    # A checkpoint saved where the fused kernel exists may resume where it does not, and the
+    # other way round: the moments load, the kernel is the resuming machine's.
+    import workbench.core.trainer as trainer_module
+
+    config = build_config(dict(SMALL_POINTS, preset="wgan-gp", steps=4, seed=2, checkpoint_every=2))
+    monkeypatch.setattr(trainer_module, "fused_adam_supported", lambda device: saved_fused)
+    first = Trainer(config, tmp_path / "run")
+    first.run(steps=2)
+    first.close()
+    saved = torch.load(tmp_path / "run" / runs.CHECKPOINT_FILE, weights_only=False)
+    assert bool(saved["opt_d"]["param_groups"][0]["fused"]) is saved_fused
+
+    monkeypatch.setattr(trainer_module, "fused_adam_supported", lambda device: resumed_fused)
+    resumed = Trainer(config, tmp_path / "run", resume=True)
+    assert bool(resumed.opt_d.param_groups[0]["fused"]) is resumed_fused
+    state = resumed.opt_d.state[next(resumed.discriminator.parameters())]
+    assert float(state["step"]) == 2 * config.n_critic
+    assert torch.equal(state["exp_avg"], saved["opt_d"]["state"][0]["exp_avg"])
+    resumed.run()
+    resumed.close()
+    assert resumed.step == 4
+
+
+def test_resume_with_another_optimizer_starts_it_empty(tmp_path):
+    config = build_config(dict(SMALL_POINTS, preset="wgan-gp", steps=4, seed=2, checkpoint_every=2))
+    first = Trainer(config, tmp_path / "run")
+    first.run(steps=2)
+    first.close()
+    switched = build_config(dict(config.to_dict(), optimizer="rmsprop", lr_d=1e-3))
+    resumed = Trainer(switched, tmp_path / "run", resume=True)
+    assert isinstance(resumed.opt_d, torch.optim.RMSprop)
+    assert resumed.opt_d.state == {}
+    assert resumed.opt_d.param_groups[0]["lr"] == 1e-3
+    assert resumed.step == 2
+    resumed.run()
+    resumed.close()
+    assert resumed.step == 4
+    # A second resume reads the switched optimizer back from its own checkpoint.
+    again = Trainer(build_config(dict(switched.to_dict(), steps=6)), tmp_path / "run", resume=True)
+    assert again.opt_d.state != {}
+    again.run()
+    assert again.step == 6
+
+
+@pytest.mark.parametrize("value, text", [(-0.00004, "0.0000"), (-0.00005, "-0.0001"), (0.0, "0.0000"),
+                                         (-1.23456, "-1.2346"), (float("nan"), "nan")])
+def test_loss_text_drops_the_sign_of_a_rounded_zero(value, text):
+    from workbench.core.trainer import loss_text
+
+    assert loss_text(value) == text

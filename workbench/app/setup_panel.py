@@ -55,6 +55,10 @@ ERROR_STYLE = "color: #b00020;"
 INVALID_EDITOR_STYLE = "border: 1px solid #b00020;"
 
 
+# Fields that apply only under some settings; see SetupPanel.not_applying.
+CONDITIONAL_FIELDS = ("betas", "clip_value", "gp_weight", "image_size", "channels")
+
+
 def format_value(value: Any) -> str:
     """Return the form text for a config value: numbers in %g form, betas as 'b1, b2'."""
     if isinstance(value, (tuple, list)):
@@ -324,6 +328,7 @@ class SetupPanel(QWidget):
 
         self._show_errors()
         self._refresh_labels(values["loss"] == "wasserstein")
+        self._show_applicability(values)
         self.preset_state.setText(describe_preset(config) if config is not None else "")
         self._show_status(config)
         if values["loss"] != self._last_loss:
@@ -340,7 +345,10 @@ class SetupPanel(QWidget):
                 errors[name] = error.detail
         kind = self.data_combo.currentData()
         path = self.path_edit.text().strip()
-        if "data" not in errors and kind in PATH_HINTS and not Path(path).expanduser().is_dir():
+        if kind in PATH_HINTS and not path:
+            # The engine's message for an empty folder is written for the command line ("mnist:PATH").
+            errors["data"] = f"no folder chosen; click Browse and choose the {PATH_HINTS[kind]}"
+        elif "data" not in errors and kind in PATH_HINTS and not Path(path).expanduser().is_dir():
             # The engine checks only the spec's syntax here; a missing folder would fail at Start.
             errors["data"] = f"folder {path!r} not found; choose the {PATH_HINTS[kind]}"
         if "device" not in errors:
@@ -376,6 +384,34 @@ class SetupPanel(QWidget):
                 tip += f"\nAllowed: {info.range_text}."
             label.setToolTip(tip)
             self.editors[name].setToolTip(tip)
+
+    def not_applying(self, values: Mapping[str, str] | None = None) -> dict[str, str]:
+        """Return the fields the chosen settings ignore, each with the reason."""
+        values = self.values() if values is None else values
+        reasons = {}
+        if values["optimizer"] != "adam":
+            reasons["betas"] = f"only Adam uses betas; the optimizer is {values['optimizer']}"
+        if values["constraint"] != "clip":
+            reasons["clip_value"] = "used only with constraint clip"
+        if values["constraint"] != "gp":
+            reasons["gp_weight"] = "used only with constraint gp"
+        if self.data_combo.currentData() not in PATH_HINTS:
+            for name in ("image_size", "channels"):
+                reasons[name] = "used only with image data; the 2D data sets are points"
+        return reasons
+
+    def _show_applicability(self, values: Mapping[str, str]) -> None:
+        # A field the settings ignore is greyed out, unless its value is invalid: the
+        # engine still checks it, so it must stay editable to be fixed.
+        reasons = self.not_applying(values)
+        for name in CONDITIONAL_FIELDS:
+            editor = self.editors[name]
+            reason = reasons.get(name) if name not in self._errors else None
+            editor.setEnabled(reason is None)
+            if name in self.labels:
+                self.labels[name].setEnabled(reason is None)
+            if reason is not None:
+                editor.setToolTip(f"{editor.toolTip()}\nNot used now: {reason}.")
 
     # Slots ----------------------------------------------------------------------------------
 

@@ -93,10 +93,16 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _validate_betas(value: Any) -> tuple[float, float]:
+    given = value
     if isinstance(value, str):
-        value = value.replace(",", " ").split()
+        # "0.5, 0.999", "0.5 0.999" and Python's "(0.5, 0.999)" or "[0.5, 0.999]" all read as two numbers.
+        value = value.strip().strip("()[]").replace(",", " ").split()
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ConfigError("betas", f"expected two numbers B1 B2, got {value!r}")
+        if isinstance(given, (list, tuple)):
+            given = ", ".join(str(item) for item in given)
+        count = len(value) if isinstance(value, (list, tuple)) else 1
+        raise ConfigError("betas", f"'{given}' has {count} number{'' if count == 1 else 's'}; write two, "
+                                   f"B1 and B2, such as '0.5, 0.999'")
     b1 = coerce_float("betas", value[0], minimum=0.0)
     b2 = coerce_float("betas", value[1], minimum=0.0)
     for b in (b1, b2):
