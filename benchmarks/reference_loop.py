@@ -10,10 +10,12 @@ norms, reads nothing back from the device and writes no files. That is the
 work the engine adds, so the trainer's speed divided by this loop's is the
 engine overhead.
 
-Its Adam is ``torch.optim.Adam`` with torch's default kernel, as a hand-written
-loop gets it. The trainer asks for the fused kernel where torch has one (the
-same maths in one kernel for all parameters), so ``fused_adam=True`` gives the
-like-for-like reference that isolates the bookkeeping.
+By default it is the loop a user would write: ``torch.optim.Adam`` with torch's
+default kernel and tensors in the default memory format. The trainer requests
+the fused Adam kernel where torch has one (the same maths in one kernel for all
+parameters) and, on the CPU, keeps image models and batches channels-last, so
+``fused_adam=True, channels_last=True`` gives the like-for-like reference that
+isolates the bookkeeping.
 
 The other options (memory format, bfloat16 autocast, batches converted to
 float once) exist to measure what makes CPU training faster; they default to

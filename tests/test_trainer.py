@@ -245,7 +245,7 @@ def test_failure_keeps_completed_rows(tmp_path):
     assert json.loads((tmp_path / "run" / runs.STATUS_FILE).read_text())["state"] == "failed"
 
 
-def test_fused_adam_takes_the_steps_of_torch_default_adam():
+def test_fused_adam_matches_default_adam():
     # The trainer picks torch's fused Adam kernel on the CPU; the updates must be Adam's all the same.
     config = build_config(dict(SMALL_POINTS, preset="wgan-gp", steps=3, seed=5))
     trainer = Trainer(config)   # seeds torch's generator, so both runs draw the same noise
@@ -270,7 +270,7 @@ def test_fused_adam_takes_the_steps_of_torch_default_adam():
 
 
 @pytest.mark.parametrize("saved_fused, resumed_fused", [(True, False), (False, True)])
-def test_resume_keeps_this_sessions_adam_kernel(tmp_path, monkeypatch, saved_fused, resumed_fused):
+def test_resume_keeps_local_adam_kernel(tmp_path, monkeypatch, saved_fused, resumed_fused):
     # A checkpoint saved where the fused kernel exists may resume where it does not, and the
     # other way round: the moments load, the kernel is the resuming machine's.
     import workbench.core.trainer as trainer_module
@@ -317,7 +317,67 @@ def test_resume_with_another_optimizer_starts_it_empty(tmp_path):
 
 @pytest.mark.parametrize("value, text", [(-0.00004, "0.0000"), (-0.00005, "-0.0001"), (0.0, "0.0000"),
                                          (-1.23456, "-1.2346"), (float("nan"), "nan")])
-def test_loss_text_drops_the_sign_of_a_rounded_zero(value, text):
+def test_loss_text_unsigned_zero(value, text):
     from workbench.core.trainer import loss_text
 
     assert loss_text(value) == text
+
+
+def _synthetic_images(count=64, size=28):
+    from workbench.core.data.dataset import ImageDataset
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 1, size, size), dtype=torch.uint8, generator=generator)
+    return ImageDataset(images, None, None, "synthetic")
+
+
+SMALL_IMAGES = dict(data="folder:synthetic", width=8, batch_size=16, log_every=1000)
+
+
+def test_cpu_images_train_channels_last():
+    trainer = Trainer(build_config(dict(SMALL_IMAGES, preset="dcgan", steps=2)), dataset=_synthetic_images())
+    channels_last = torch.channels_last
+    # With one input channel the two layouts coincide, so only wider kernels tell them apart.
+    convolutions = [p for p in trainer._d_parameters + trainer._g_parameters if p.dim() == 4 and p.shape[1] > 1]
+    assert len(convolutions) >= 4
+    for parameter in convolutions:
+        assert parameter.is_contiguous(memory_format=channels_last)
+        assert not parameter.is_contiguous()
+    assert trainer._real_batch().is_contiguous(memory_format=channels_last)
+    points = Trainer(build_config(dict(SMALL_POINTS, preset="dcgan", steps=2)))
+    assert points.memory_format is torch.contiguous_format
+
+
+def test_resume_from_contiguous_checkpoint(tmp_path):
+    # A checkpoint from a GPU run or an older version contains contiguous weights and Adam moments.
+    dataset = _synthetic_images()
+    config = build_config(dict(SMALL_IMAGES, preset="dcgan", steps=4, checkpoint_every=2, seed=1))
+    straight = Trainer(config, tmp_path / "straight", dataset=dataset)
+    straight.run()
+    straight.close()
+
+    first = Trainer(config, tmp_path / "split", dataset=dataset)
+    first.run(steps=2)
+    first.close()
+    path = tmp_path / "split" / runs.CHECKPOINT_FILE
+    state = torch.load(path, weights_only=False)
+    index = next(i for i, p in enumerate(first._d_parameters) if p.dim() == 4 and p.shape[1] > 1)
+    assert not state["opt_d"]["state"][index]["exp_avg"].is_contiguous()
+    for name in ("opt_g", "opt_d"):
+        for values in state[name]["state"].values():
+            for key, value in values.items():
+                values[key] = value.contiguous()
+    for name in ("generator", "discriminator"):
+        state[name] = {key: value.contiguous() for key, value in state[name].items()}
+    torch.save(state, path)
+
+    resumed = Trainer(config, tmp_path / "split", resume=True, dataset=dataset)
+    resumed_moment = resumed.opt_d.state[resumed._d_parameters[index]]["exp_avg"]
+    assert resumed_moment.is_contiguous(memory_format=torch.channels_last)
+    assert not resumed_moment.is_contiguous()
+    resumed.run()
+    resumed.close()
+    expected = _metrics_without_time(tmp_path / "straight" / runs.METRICS_FILE)
+    actual = _metrics_without_time(tmp_path / "split" / runs.METRICS_FILE)
+    assert len(actual) == 4
+    assert actual == expected
