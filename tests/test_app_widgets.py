@@ -268,3 +268,30 @@ def test_scatter_legend_lists_each_series_once(qtbot):
     qtbot.addWidget(view)
     legend = view.scatter_widget.plotItem.legend
     assert [label.text for _, label in legend.items] == ["real", "generated"]
+
+
+def test_points_view_range_hysteresis(qtbot):
+    view = SamplesView()
+    qtbot.addWidget(view)
+    ring = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
+    view.reset(is_image=False, real_points=ring)
+    low, high = view._points_range
+    assert np.allclose(low, [-3.0, -3.0]) and np.allclose(high, [3.0, 3.0])   # 25% of the extent 4 each side
+
+    view.show_samples(1, np.array([[0.5, 0.5], [-2.5, 1.0]]))
+    assert np.allclose(view._points_range[0], [-3.0, -3.0])   # inside: no change
+    view.show_samples(2, np.array([[8.0, 0.0]]))
+    low, high = view._points_range
+    assert np.allclose(low, [-4.5, -4.5]) and np.allclose(high, [10.5, 4.5])   # grown to x in [-2, 8] + 2.5
+    for step in range(3, 7):   # the points fill 4 of 15: shrinks on the 5th small batch only
+        view.show_samples(step, np.array([[0.0, 0.0]]))
+        assert np.allclose(view._points_range[1], [10.5, 4.5])
+    view.show_samples(7, np.array([[0.0, 0.0]]))
+    assert np.allclose(view._points_range[1], [3.0, 3.0])
+
+    view.scatter_widget.getViewBox().sigRangeChangedManually.emit([True, True])   # the user zooms
+    view.show_samples(8, np.array([[20.0, 20.0]]))
+    assert np.allclose(view._points_range[1], [3.0, 3.0])
+    view.reset(is_image=False, real_points=ring)
+    view.show_samples(9, np.array([[20.0, 20.0]]))
+    assert view._points_range[1][0] > 20.0

@@ -165,6 +165,7 @@ class CoveragePanel(QWidget):
         for curve in (self.covered_curve, self.quality_curve, self.diversity_curve, self.kl_curve):
             curve.setData([], [])
         self.histogram.setOpts(x=[], height=[])
+        self.histogram_plot.getAxis("bottom").setTicks(None)
         self.summary_label.setText("no evaluation yet")
 
     def add_record(self, record: CoverageRecord) -> None:
@@ -179,6 +180,7 @@ class CoveragePanel(QWidget):
         self._set_curve(self.kl_curve, steps, [_or_nan(r.kl) for r in self.records])
         if record.counts is not None:
             self.histogram.setOpts(x=np.arange(len(record.counts)), height=np.asarray(record.counts, float))
+            self._label_bars(record)
         self.summary_label.setText(describe_record(record))
 
     def show_alarm(self, alarm: AlarmRecord) -> None:
@@ -197,6 +199,13 @@ class CoveragePanel(QWidget):
         logger.warning("%s", alarm.message)
 
     # Internals ------------------------------------------------------------------------------
+
+    def _label_bars(self, record: CoverageRecord) -> None:
+        """Name each histogram bar: the class names of labelled images, or the mode numbers."""
+        names = record.class_names or tuple(str(index) for index in range(len(record.counts)))
+        axis = self.histogram_plot.getAxis("bottom")
+        axis.setTicks([list(enumerate(names))])
+        self.histogram_plot.setLabel("bottom", "mode" if record.feature_space == "points" else "class")
 
     def _set_curve(self, curve: pg.PlotDataItem, steps: np.ndarray, values) -> None:
         values = np.asarray(values, dtype=np.float64)

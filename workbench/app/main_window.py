@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.app.analysis_wiring import AnalysisTools
+from workbench.app.collector import GuiThreadCollector
 from workbench.app.history import MetricHistory
 from workbench.app.log_panel import LogPanel
 from workbench.app.plots import MetricPlot, Series
@@ -44,7 +45,7 @@ APPLICATION = "gan-workbench"
 # Painting holds the GIL that the training thread needs: at 20 Hz the plots took 6% of a
 # core and training in the window ran at 0.88-0.92 of its headless speed on 2 CPU cores.
 REFRESH_HZ = 10
-STATUS_EVERY_TICKS = 2      # the status bar is updated on every 2nd tick (5 times per second)
+STATUS_EVERY_TICKS = 5      # the status bar is updated on every 5th tick (twice per second): each update lays out and repaints the whole status bar
 CLOSE_TIMEOUT_MS = 10_000   # how long closing the window waits for the training thread
 RATE_WINDOW_S = 5.0         # steps per second are averaged over this many seconds
 SMOKE_EXIT_ENV = "GAN_WORKBENCH_SMOKE_EXIT_MS"
@@ -120,6 +121,9 @@ class MainWindow(QMainWindow):
         self.run_browser = RunBrowser(self)   # runs panel, compare, forks, follow, exports
         self.analysis = AnalysisTools(self)   # FID, interpolation, coverage, neighbours, 2D layers
         self._arrange_default_docks()
+        # Garbage collection runs only in this thread while the window is open: see collector.py.
+        self._collector = GuiThreadCollector(self)
+        self._collector.start()
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(1000 // REFRESH_HZ)
         self._refresh_timer.timeout.connect(self._on_refresh_timer)
@@ -263,6 +267,12 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("Device: -")
         self.run_label = QLabel("Run folder: -")
         self.run_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Widths fitted to the longest usual text: a label that changes width while training
+        # makes the status bar lay out and repaint all its widgets several times a second.
+        widest = {self.step_label: "Step 00000000 / 00000000", self.rate_label: "00000.0 steps/s",
+                  self.eta_label: "ETA 000:00:00"}
+        for label, text in widest.items():
+            label.setMinimumWidth(label.fontMetrics().horizontalAdvance(text) + 4)
         for label in (self.step_label, self.rate_label, self.eta_label, self.device_label):
             self.statusBar().addPermanentWidget(label)
         self.statusBar().addWidget(self.run_label, 1)
@@ -552,6 +562,7 @@ class MainWindow(QMainWindow):
         self.statusBar().clearMessage()   # also stops the timer of a timed message
         self._save_settings()
         self.log_panel.detach()
+        self._collector.stop()
         super().closeEvent(event)
 
     def _save_settings(self) -> None:

@@ -18,6 +18,14 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QStackedWidget, QVBo
 logger = logging.getLogger(__name__)
 
 MAX_GRIDS = 200  # grids kept in memory for scrubbing; a 64-image CIFAR grid is about 0.2 MB
+# The scatter plot's range covers the points with this margin on each side, as a fraction of
+# their extent, so points that spread slowly do not move the axes at every batch.
+POINTS_MARGIN = 0.25
+# The range shrinks only after the points spanned less than this fraction of it for this many
+# batches in a row. Autoranging on every batch re-rendered both axes each time, in the GUI thread
+# that shares the CPU with training, and early in a run the generated cloud swings to and fro.
+POINTS_MIN_FILL = 0.5
+POINTS_SHRINK_AFTER = 5
 
 
 class SamplesView(QWidget):
@@ -68,6 +76,11 @@ class SamplesView(QWidget):
         self.fake_scatter = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(214, 39, 40, 170), name="generated")
         self.scatter_widget.addItem(self.real_scatter)
         self.scatter_widget.addItem(self.fake_scatter)
+        self._real_points = np.empty((0, 2))
+        self._points_range: tuple[np.ndarray, np.ndarray] | None = None   # (low, high) corners shown
+        self._view_moved_by_user = False
+        self._small_batches = 0   # batches in a row that filled less than POINTS_MIN_FILL of the range
+        self.scatter_widget.getViewBox().sigRangeChangedManually.connect(self._on_view_moved)
         self.points_label = QLabel("no samples yet")
         page = QWidget()
         layout = QVBoxLayout(page)
@@ -90,10 +103,17 @@ class SamplesView(QWidget):
         self.grid_label.setText("no samples yet")
         self.fake_scatter.setData([], [])
         self.points_label.setText("no samples yet")
+        self._points_range = None
+        self._view_moved_by_user = False
+        self._small_batches = 0
         if real_points is not None and len(real_points):
+            self._real_points = np.asarray(real_points, dtype=np.float64)
             self.real_scatter.setData(real_points[:, 0], real_points[:, 1])
         else:
+            self._real_points = np.empty((0, 2))
             self.real_scatter.setData([], [])
+        if not is_image:
+            self._follow_points(np.empty((0, 2)))
 
     def show_samples(self, step: int, samples: np.ndarray) -> None:
         """Show a new sample batch: a uint8 (H, W, C) grid or (N, 2) points."""
@@ -102,6 +122,7 @@ class SamplesView(QWidget):
             self._add_grid(step, samples)
         else:
             self.fake_scatter.setData(samples[:, 0], samples[:, 1])
+            self._follow_points(samples)
             self.points_label.setText(f"generated points at step {step}")
 
     def current_image(self) -> np.ndarray | None:
@@ -117,6 +138,37 @@ class SamplesView(QWidget):
         self._display(index)
 
     # Internals ------------------------------------------------------------------------------
+
+    def _follow_points(self, generated: np.ndarray) -> None:
+        """Fit the scatter plot's range to the real and generated points, with hysteresis.
+
+        The range grows as soon as a point leaves it and shrinks only when the
+        points filled less than ``POINTS_MIN_FILL`` of it for
+        ``POINTS_SHRINK_AFTER`` batches in a row. After the user pans or zooms,
+        the view is left alone until the next run.
+        """
+        if self._view_moved_by_user:
+            return
+        points = np.concatenate([self._real_points, np.asarray(generated, dtype=np.float64).reshape(-1, 2)])
+        points = points[np.isfinite(points).all(axis=1)]
+        if not len(points):
+            return
+        low, high = points.min(axis=0), points.max(axis=0)
+        if self._points_range is not None:
+            shown_low, shown_high = self._points_range
+            inside = bool(np.all(low >= shown_low) and np.all(high <= shown_high))
+            filled = np.max(high - low) >= POINTS_MIN_FILL * np.max(shown_high - shown_low)
+            self._small_batches = 0 if filled else self._small_batches + 1
+            if inside and self._small_batches < POINTS_SHRINK_AFTER:
+                return
+        self._small_batches = 0
+        margin = POINTS_MARGIN * max(float(np.max(high - low)), 1e-3)
+        self._points_range = (low - margin, high + margin)
+        self.scatter_widget.getViewBox().setRange(xRange=(low[0] - margin, high[0] + margin),
+                                                  yRange=(low[1] - margin, high[1] + margin), padding=0)
+
+    def _on_view_moved(self, *_args) -> None:
+        self._view_moved_by_user = True
 
     def _add_grid(self, step: int, grid: np.ndarray) -> None:
         following = self.grid_slider.value() == self.grid_slider.maximum()
