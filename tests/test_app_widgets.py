@@ -276,13 +276,17 @@ def test_points_view_range_hysteresis(qtbot):
     ring = np.array([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.0], [0.0, -2.0]])
     view.reset(is_image=False, real_points=ring)
     low, high = view._points_range
-    assert np.allclose(low, [-3.0, -3.0]) and np.allclose(high, [3.0, 3.0])   # 25% of the extent 4 each side
+    # The real points span 4, and the margin is 25% of that on each side.
+    np.testing.assert_allclose(low, [-3.0, -3.0])
+    np.testing.assert_allclose(high, [3.0, 3.0])
 
     view.show_samples(1, np.array([[0.5, 0.5], [-2.5, 1.0]]))
     assert np.allclose(view._points_range[0], [-3.0, -3.0])   # inside: no change
     view.show_samples(2, np.array([[8.0, 0.0]]))
     low, high = view._points_range
-    assert np.allclose(low, [-4.5, -4.5]) and np.allclose(high, [10.5, 4.5])   # grown to x in [-2, 8] + 2.5
+    # Grown to x in [-2, 8] and y in [-2, 2], each with a margin of 2.5.
+    np.testing.assert_allclose(low, [-4.5, -4.5])
+    np.testing.assert_allclose(high, [10.5, 4.5])
     for step in range(3, 7):   # the points fill 4 of 15: shrinks on the 5th small batch only
         view.show_samples(step, np.array([[0.0, 0.0]]))
         assert np.allclose(view._points_range[1], [10.5, 4.5])

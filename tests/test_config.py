@@ -38,7 +38,7 @@ def test_betas_typed_in_common_forms(text):
     ("", "betas: '' has 0 numbers; write two, B1 and B2, such as '0.5, 0.999'"),
     ([0.5, 0.9, 0.1], "betas: '0.5, 0.9, 0.1' has 3 numbers; write two, B1 and B2, such as '0.5, 0.999'"),
 ])
-def test_betas_of_the_wrong_length_are_named_in_the_error(value, expected):
+def test_betas_wrong_count_error(value, expected):
     with pytest.raises(ConfigError) as error:
         build_config({"data": "ring8", "betas": value})
     assert str(error.value) == expected

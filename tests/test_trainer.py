@@ -88,6 +88,14 @@ def test_bce_reports_probabilities_and_no_wasserstein():
     assert math.isnan(row["gp"])
 
 
+def _train(config, run_dir, steps=None, **options):
+    """Build a Trainer for ``run_dir``, train ``steps`` steps (all by default), close it and return it."""
+    trainer = Trainer(config, run_dir, **options)
+    trainer.run(steps=steps)
+    trainer.close()
+    return trainer
+
+
 def _metrics_without_time(path):
     return [{k: v for k, v in row.items() if k != "wall_time"} for row in runs.read_metrics(path)]
 
@@ -107,14 +115,8 @@ def test_seeded_runs_repeat_exactly(tmp_path):
 @pytest.mark.parametrize("preset", ["wgan-gp", "wgan"])
 def test_resume_matches_straight_run(tmp_path, preset):
     config = build_config(dict(SMALL_POINTS, preset=preset, steps=200, seed=3, checkpoint_every=100))
-    straight = Trainer(config, tmp_path / "straight")
-    straight.run()
-    straight.close()
-
-    first = Trainer(config, tmp_path / "split")
-    first.run(steps=100)
-    first.close()
-    del first
+    _train(config, tmp_path / "straight")
+    _train(config, tmp_path / "split", steps=100)
     resumed = Trainer(config, tmp_path / "split", resume=True)
     assert resumed.step == 100
     resumed.run()
@@ -130,15 +132,9 @@ def test_resume_images_with_spectral_norm(tmp_path):
     data = require_mnist()
     config = build_config(dict(data=f"mnist:{data}", preset="sngan", steps=6, n_critic=2, width=8,
                                batch_size=16, checkpoint_every=3, seed=1))
-    straight = Trainer(config, tmp_path / "straight")
-    straight.run()
-    straight.close()
-    first = Trainer(config, tmp_path / "split")
-    first.run(steps=3)
-    first.close()
-    resumed = Trainer(config, tmp_path / "split", resume=True)
-    resumed.run()
-    resumed.close()
+    _train(config, tmp_path / "straight")
+    _train(config, tmp_path / "split", steps=3)
+    _train(config, tmp_path / "split", resume=True)
     assert _metrics_without_time(tmp_path / "split" / runs.METRICS_FILE) == \
         _metrics_without_time(tmp_path / "straight" / runs.METRICS_FILE)
 
@@ -352,13 +348,8 @@ def test_resume_from_contiguous_checkpoint(tmp_path):
     # A checkpoint from a GPU run or an older version contains contiguous weights and Adam moments.
     dataset = _synthetic_images()
     config = build_config(dict(SMALL_IMAGES, preset="dcgan", steps=4, checkpoint_every=2, seed=1))
-    straight = Trainer(config, tmp_path / "straight", dataset=dataset)
-    straight.run()
-    straight.close()
-
-    first = Trainer(config, tmp_path / "split", dataset=dataset)
-    first.run(steps=2)
-    first.close()
+    _train(config, tmp_path / "straight", dataset=dataset)
+    first = _train(config, tmp_path / "split", steps=2, dataset=dataset)
     path = tmp_path / "split" / runs.CHECKPOINT_FILE
     state = torch.load(path, weights_only=False)
     index = next(i for i, p in enumerate(first._d_parameters) if p.dim() == 4 and p.shape[1] > 1)

@@ -93,15 +93,15 @@ FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 
 def _validate_betas(value: Any) -> tuple[float, float]:
-    given = value
+    original = value
     if isinstance(value, str):
         # "0.5, 0.999", "0.5 0.999" and Python's "(0.5, 0.999)" or "[0.5, 0.999]" all read as two numbers.
         value = value.strip().strip("()[]").replace(",", " ").split()
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        if isinstance(given, (list, tuple)):
-            given = ", ".join(str(item) for item in given)
+        if isinstance(original, (list, tuple)):
+            original = ", ".join(str(item) for item in original)
         count = len(value) if isinstance(value, (list, tuple)) else 1
-        raise ConfigError("betas", f"'{given}' has {count} number{'' if count == 1 else 's'}; write two, "
+        raise ConfigError("betas", f"'{original}' has {count} number{'' if count == 1 else 's'}; write two, "
                                    f"B1 and B2, such as '0.5, 0.999'")
     b1 = coerce_float("betas", value[0], minimum=0.0)
     b2 = coerce_float("betas", value[1], minimum=0.0)
